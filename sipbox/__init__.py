@@ -1,0 +1,3 @@
+"""sipbox: a SIP server / IP-PBX written in Python."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,472 @@
+"""Header fields: an ordered, case-insensitive multimap, and typed header values.
+
+The multimap keeps every header line as written (name spelling and value) so that unknown
+headers travel verbatim; which of them a B2BUA copies to the other leg is the PBX's policy.
+Look-ups use the lower-case full name: compact forms (RFC 3261 §7.3.3) are expanded on entry.
+
+Typed values (`NameAddr`, `Via`, `CSeq`) are parsed only when asked for; see `message.py`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from ._abnf import (
+    QUOTED_RE,
+    TOKEN,
+    TOKEN_RE,
+    format_params,
+    parse_params,
+    quote,
+    split_list,
+    unquote,
+)
+from .errors import RemoteProtocolError
+from .uri import SipUri, Uri, parse_uri
+
+# Compact forms: RFC 3261 §7.3.3, plus o/u (RFC 6665), r (RFC 3515), x (RFC 4028),
+# y (RFC 4474), b (RFC 3892) and a/j/d (RFC 3841).
+COMPACT_FORMS: dict[str, str] = {
+    "v": "via",
+    "i": "call-id",
+    "f": "from",
+    "t": "to",
+    "m": "contact",
+    "l": "content-length",
+    "c": "content-type",
+    "k": "supported",
+    "s": "subject",
+    "e": "content-encoding",
+    "o": "event",
+    "u": "allow-events",
+    "r": "refer-to",
+    "x": "session-expires",
+    "y": "identity",
+    "b": "referred-by",
+    "a": "accept-contact",
+    "j": "reject-contact",
+    "d": "request-disposition",
+}
+
+# How we spell a header we create (canonical capitalisation).
+CANONICAL_NAMES: dict[str, str] = {
+    "call-id": "Call-ID",
+    "cseq": "CSeq",
+    "www-authenticate": "WWW-Authenticate",
+    "rack": "RAck",
+    "rseq": "RSeq",
+    "p-asserted-identity": "P-Asserted-Identity",
+    "p-preferred-identity": "P-Preferred-Identity",
+    "p-called-party-id": "P-Called-Party-ID",
+    "mime-version": "MIME-Version",
+}
+
+# Headers whose value may be a comma-separated list (§7.3.1); others are never split.
+LIST_HEADERS: frozenset[str] = frozenset(
+    {
+        "via",
+        "contact",
+        "route",
+        "record-route",
+        "path",
+        "service-route",
+        "allow",
+        "supported",
+        "require",
+        "proxy-require",
+        "unsupported",
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "allow-events",
+        "content-encoding",
+        "in-reply-to",
+        "p-associated-uri",
+        "p-asserted-identity",
+        "p-preferred-identity",
+        "diversion",
+        "history-info",
+        "reason",
+        "warning",
+    }
+)
+
+# Headers that may appear at most once (RFC 4475 §3.3.8).
+SINGLE_HEADERS: frozenset[str] = frozenset(
+    {"to", "from", "call-id", "cseq", "max-forwards", "content-length", "content-type", "expires"}
+)
+
+_NAME_RE = re.compile(rf"{TOKEN}\Z")
+
+
+def header_key(name: str) -> str:
+    """The look-up key of a header name: lower case, compact form expanded."""
+    key = name.lower()
+    return COMPACT_FORMS.get(key, key)
+
+
+def canonical_name(key: str) -> str:
+    """How we spell a header when we write it."""
+    name = CANONICAL_NAMES.get(key)
+    if name is None:
+        name = "-".join(part.capitalize() for part in key.split("-"))
+    return name
+
+
+class Headers:
+    """Ordered, case-insensitive header multimap.
+
+    Stored as a list of `[key, name_as_written, value]` entries. Values are whole header lines
+    (after unfolding); `values()` splits list headers into their comma-separated elements.
+    `generation` increases on every change so cached typed values know when they are stale.
+    """
+
+    __slots__ = ("_entries", "generation")
+
+    def __init__(self, entries: list[list[str]] | None = None) -> None:
+        self._entries: list[list[str]] = entries if entries is not None else []
+        self.generation = 0
+
+    @classmethod
+    def from_pairs(cls, pairs: list[tuple[str, str]]) -> Headers:
+        return cls([[header_key(n), n, v] for n, v in pairs])
+
+    def copy(self) -> Headers:
+        return Headers([list(e) for e in self._entries])
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        for _, name, value in self._entries:
+            yield name, value
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        key = header_key(name)
+        return any(e[0] == key for e in self._entries)
+
+    def lower_names(self) -> list[str]:
+        """Lower-case full names in order of appearance (repeated names repeated)."""
+        return [e[0] for e in self._entries]
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The first header line's value, or `default`."""
+        key = header_key(name)
+        for e in self._entries:
+            if e[0] == key:
+                return e[2]
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        """Every header line's value for `name`, unsplit."""
+        key = header_key(name)
+        return [e[2] for e in self._entries if e[0] == key]
+
+    def count(self, name: str) -> int:
+        key = header_key(name)
+        return sum(1 for e in self._entries if e[0] == key)
+
+    def values(self, name: str) -> list[str]:
+        """All elements of a list header across its lines (commas split, §7.3.1)."""
+        key = header_key(name)
+        out: list[str] = []
+        for e in self._entries:
+            if e[0] == key:
+                if key in LIST_HEADERS:
+                    out.extend(split_list(e[2]))
+                else:
+                    out.append(e[2])
+        return out
+
+    def add(self, name: str, value: str) -> None:
+        """Append a header line at the end."""
+        key = header_key(name)
+        self._entries.append([key, name if name != key else canonical_name(key), value])
+        self.generation += 1
+
+    def add_first(self, name: str, value: str) -> None:
+        """Insert a header line before the first line of the same name (or at the top)."""
+        key = header_key(name)
+        entry = [key, name if name != key else canonical_name(key), value]
+        for i, e in enumerate(self._entries):
+            if e[0] == key:
+                self._entries.insert(i, entry)
+                break
+        else:
+            self._entries.insert(0, entry)
+        self.generation += 1
+
+    def set(self, name: str, value: str) -> None:
+        """Replace every line of `name` by one line, in the place of the first one."""
+        key = header_key(name)
+        entries = self._entries
+        for i, e in enumerate(entries):
+            if e[0] == key:
+                e[2] = value
+                self._entries = entries[: i + 1] + [x for x in entries[i + 1 :] if x[0] != key]
+                break
+        else:
+            entries.append([key, name if name != key else canonical_name(key), value])
+        self.generation += 1
+
+    def remove(self, name: str) -> int:
+        """Remove every line of `name`; return how many were removed."""
+        key = header_key(name)
+        before = len(self._entries)
+        self._entries = [e for e in self._entries if e[0] != key]
+        removed = before - len(self._entries)
+        if removed:
+            self.generation += 1
+        return removed
+
+    def pop_first(self, name: str) -> str | None:
+        """Remove the first element of a list header (e.g. the top Via); return it."""
+        key = header_key(name)
+        for i, e in enumerate(self._entries):
+            if e[0] == key:
+                elements = split_list(e[2]) if key in LIST_HEADERS else [e[2]]
+                first = elements[0]
+                if len(elements) > 1:
+                    e[2] = ", ".join(elements[1:])
+                else:
+                    del self._entries[i]
+                self.generation += 1
+                return first
+        return None
+
+    def serialize(self) -> str:
+        """`Name: value\\r\\n` for every line, in order."""
+        return "".join(f"{name}: {value}\r\n" for _, name, value in self._entries)
+
+
+@dataclass(frozen=True, slots=True)
+class NameAddr:
+    """`name-addr / addr-spec` with header parameters (From, To, Contact, Route...).
+
+    `bracketed` remembers whether the URI was in `<...>`; we always write brackets, which is
+    always legal and avoids the URI/header parameter ambiguity (RFC 4475 §3.3.12).
+    """
+
+    uri: Uri
+    display: str | None = None
+    params: dict[str, str | None] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def tag(self) -> str | None:
+        return self.params.get("tag")
+
+    @property
+    def sip_uri(self) -> SipUri:
+        """The URI, which must be sip:/sips: (raises a 416 hint otherwise)."""
+        if not isinstance(self.uri, SipUri):
+            raise RemoteProtocolError(f"unsupported URI scheme {self.uri.scheme}", 416)
+        return self.uri
+
+    def with_tag(self, tag: str) -> NameAddr:
+        params = dict(self.params)
+        params["tag"] = tag
+        return NameAddr(self.uri, self.display, params)
+
+    def with_params(self, params: dict[str, str | None]) -> NameAddr:
+        return NameAddr(self.uri, self.display, params)
+
+    def __str__(self) -> str:
+        if self.display:
+            return f"{quote(self.display)} <{self.uri}>{format_params(self.params)}"
+        return f"<{self.uri}>{format_params(self.params)}"
+
+
+_DISPLAY_TOKENS_RE = re.compile(rf"{TOKEN}(?:[ \t]+{TOKEN})*\Z")
+
+
+def parse_name_addr(value: str) -> NameAddr:
+    """Parse one element of From, To, Contact, Route, Record-Route, Refer-To...
+
+    Strict where RFC 4475 asks (unbalanced quotes, spaces inside `<>`, unquoted commas), lenient
+    where it asks (a display-name token written against `<`, §3.1.1.6).
+    """
+    text = value.strip()
+    if not text:
+        raise RemoteProtocolError("empty address")
+    display: str | None = None
+    if text[0] == '"':
+        m = QUOTED_RE.match(text)
+        if m is None:
+            raise RemoteProtocolError("unterminated quoted display name")
+        display = unquote(m.group(0))
+        rest = text[m.end() :].lstrip()
+        if not rest.startswith("<"):
+            raise RemoteProtocolError("quoted display name not followed by <URI>")
+        text = rest
+    lt = text.find("<")
+    if lt >= 0:
+        if display is None and lt > 0:
+            words = text[:lt].strip()
+            if words:
+                if not _DISPLAY_TOKENS_RE.match(words):
+                    raise RemoteProtocolError("display name must be tokens or a quoted string")
+                display = words
+        gt = text.find(">", lt)
+        if gt < 0:
+            raise RemoteProtocolError("missing '>' after URI")
+        uri_text = text[lt + 1 : gt]
+        if uri_text != uri_text.strip():
+            raise RemoteProtocolError("whitespace inside <URI>")
+        uri = parse_uri(uri_text)
+        params = parse_params(text, gt + 1) if gt + 1 < len(text) else {}
+        return NameAddr(uri, display, params)
+    # addr-spec: parameters after the URI belong to the header (§20.10); a bare URI may not
+    # contain ',', ';' or '?' of its own (RFC 4475 §3.1.2.13).
+    semi = text.find(";")
+    uri_text = text if semi < 0 else text[:semi]
+    if "?" in uri_text or "," in uri_text:
+        raise RemoteProtocolError("URI with headers must be enclosed in <>")
+    uri = parse_uri(uri_text.rstrip())
+    params = parse_params(text, semi) if semi >= 0 else {}
+    return NameAddr(uri, None, params)
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """A Contact element: an address, or the `*` wildcard of REGISTER (§10.2.2)."""
+
+    address: NameAddr | None
+
+    @property
+    def is_star(self) -> bool:
+        return self.address is None
+
+    @property
+    def expires(self) -> int | None:
+        if self.address is None:
+            return None
+        value = self.address.params.get("expires")
+        return parse_delta_seconds(value) if value is not None else None
+
+
+def parse_contact(value: str) -> Contact:
+    if value.strip() == "*":
+        return Contact(None)
+    return Contact(parse_name_addr(value))
+
+
+@dataclass(frozen=True, slots=True)
+class Via:
+    """One Via element (§20.42): transport, sent-by and parameters."""
+
+    transport: str
+    host: str
+    port: int | None = None
+    params: dict[str, str | None] = field(default_factory=dict, compare=False, hash=False)
+    protocol: str = "SIP/2.0"
+
+    @property
+    def branch(self) -> str | None:
+        return self.params.get("branch")
+
+    @property
+    def received(self) -> str | None:
+        value = self.params.get("received")
+        if value and value.startswith("["):
+            return value[1:-1]
+        return value
+
+    @property
+    def rport(self) -> int | None:
+        value = self.params.get("rport")
+        return int(value) if value and value.isdigit() else None
+
+    @property
+    def host_bare(self) -> str:
+        return self.host[1:-1] if self.host.startswith("[") else self.host
+
+    def sent_by(self) -> tuple[str, int | None]:
+        return self.host_bare, self.port
+
+    def with_params(self, params: dict[str, str | None]) -> Via:
+        return Via(self.transport, self.host, self.port, params, self.protocol)
+
+    def __str__(self) -> str:
+        hp = self.host if self.port is None else f"{self.host}:{self.port}"
+        return f"{self.protocol}/{self.transport} {hp}{format_params(self.params)}"
+
+
+_VIA_RE = re.compile(
+    rf"[ \t]*({TOKEN})[ \t]*/[ \t]*({TOKEN})[ \t]*/[ \t]*({TOKEN})[ \t]+"
+    r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)(?:[ \t]*:[ \t]*(\d{1,5}))?"
+)
+
+
+def parse_via(value: str) -> Via:
+    """Parse one Via element, tolerating LWS around `/` and `:` (RFC 4475 §3.1.1.1)."""
+    m = _VIA_RE.match(value)
+    if m is None:
+        raise RemoteProtocolError("malformed Via")
+    name, version, transport, host, port_text = m.groups()
+    if name.upper() != "SIP":
+        raise RemoteProtocolError("Via protocol is not SIP")
+    if version != "2.0":
+        raise RemoteProtocolError("unsupported SIP version in Via", 505)
+    port = None
+    if port_text is not None:
+        port = int(port_text)
+        if port > 65535:
+            raise RemoteProtocolError("Via port out of range")
+    params = parse_params(value, m.end())
+    branch = params.get("branch", "")
+    if branch is not None and branch == "" and "branch" in params:
+        raise RemoteProtocolError("empty Via branch")
+    return Via(transport.upper(), host, port, params)
+
+
+@dataclass(frozen=True, slots=True)
+class CSeq:
+    """CSeq (§20.16): a 32-bit sequence number and a method."""
+
+    seq: int
+    method: str
+
+    def __str__(self) -> str:
+        return f"{self.seq} {self.method}"
+
+
+_CSEQ_RE = re.compile(rf"[ \t]*(\d{{1,10}})[ \t]+({TOKEN})[ \t]*\Z")
+MAX_CSEQ = 2**31 - 1 + 2**31  # 2**32 - 1
+
+
+def parse_cseq(value: str) -> CSeq:
+    m = _CSEQ_RE.match(value)
+    if m is None:
+        raise RemoteProtocolError("malformed CSeq")
+    seq = int(m.group(1))
+    if seq > MAX_CSEQ:
+        raise RemoteProtocolError("CSeq number out of range")
+    return CSeq(seq, m.group(2))
+
+
+def parse_delta_seconds(value: str) -> int:
+    """delta-seconds: digits; values beyond 2**32-1 saturate (RFC 3261 §20.19 says so for
+    Expires, RFC 4475 §3.1.2.4), negative or non-numeric values are errors."""
+    text = value.strip()
+    if not text.isdigit() or not text.isascii():
+        raise RemoteProtocolError(f"bad delta-seconds {text[:20]!r}")
+    number = int(text[:12])
+    return min(number, MAX_CSEQ)
+
+
+def parse_token_list(value: str) -> list[str]:
+    """Option tags, methods...: comma-separated tokens."""
+    out = []
+    for item in split_list(value):
+        if not TOKEN_RE.match(item):
+            raise RemoteProtocolError(f"bad token {item[:20]!r}")
+        out.append(item)
+    return out
+
+
+def is_token(text: str) -> bool:
+    return bool(_NAME_RE.match(text))

@@ -1,0 +1,258 @@
+"""SIP, SIPS, TEL and other URIs (RFC 3261 §19.1, RFC 3966), with §19.1.4 comparison.
+
+A URI is parsed once into an immutable value; `str()` gives it back in canonical form.
+The user part is kept as written (escaped), because escapes are decoded only to compare
+(`value%2541` decodes once to `value%41`, RFC 4475 §3.1.1.3).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from urllib.parse import unquote_to_bytes
+
+from ._abnf import HOSTPORT_RE, format_params, parse_params
+from .errors import RemoteProtocolError
+
+# scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
+_SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*\Z")
+# user = 1*( unreserved / escaped / user-unreserved ); user-unreserved = & = + $ , ; ? /
+_USER_RE = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/]|%[0-9A-Fa-f]{2})+\Z")
+# password = *( unreserved / escaped / "&" / "=" / "+" / "$" / "," )
+_PASSWORD_RE = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()&=+$,]|%[0-9A-Fa-f]{2})*\Z")
+# uri-parameter values and names: paramchar = param-unreserved / unreserved / escaped
+_PARAMS_TEXT_RE = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()\[\]/:&+$;=]|%[0-9A-Fa-f]{2})*\Z")
+# headers = "?" header *( "&" header ); hname/hvalue chars
+_HEADERS_TEXT_RE = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()\[\]/?:+$&=]|%[0-9A-Fa-f]{2})*\Z")
+_WHITESPACE_RE = re.compile(r"[\s<>\"]")
+
+# Parameters that must match when present in either URI (§19.1.4).
+_SIGNIFICANT_PARAMS = ("user", "ttl", "method", "maddr", "transport")
+
+
+@dataclass(frozen=True, slots=True)
+class SipUri:
+    """A `sip:` or `sips:` URI. `params` keys are lower-case; values as written."""
+
+    host: str
+    user: str | None = None
+    password: str | None = None
+    port: int | None = None
+    scheme: str = "sip"
+    params: dict[str, str | None] = field(default_factory=dict, compare=False, hash=False)
+    headers: str | None = None
+
+    @property
+    def secure(self) -> bool:
+        return self.scheme == "sips"
+
+    @property
+    def transport(self) -> str | None:
+        value = self.params.get("transport")
+        return value.lower() if value else None
+
+    @property
+    def host_bare(self) -> str:
+        """The host without IPv6 brackets, as socket functions want it."""
+        h = self.host
+        return h[1:-1] if h.startswith("[") else h
+
+    def user_decoded(self) -> str | None:
+        """The user part with %-escapes decoded once (for look-ups and comparison)."""
+        if self.user is None:
+            return None
+        if "%" not in self.user:
+            return self.user
+        return unquote_to_bytes(self.user).decode("utf-8", "surrogateescape")
+
+    def hostport(self) -> str:
+        return self.host if self.port is None else f"{self.host}:{self.port}"
+
+    def with_(self, **changes: object) -> SipUri:
+        """A copy with some fields changed (`params` must be given as a new dict)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def __str__(self) -> str:
+        out = [self.scheme, ":"]
+        if self.user is not None:
+            out.append(self.user)
+            if self.password is not None:
+                out.append(":" + self.password)
+            out.append("@")
+        out.append(self.host)
+        if self.port is not None:
+            out.append(f":{self.port}")
+        if self.params:
+            out.append(format_params(self.params))
+        if self.headers:
+            out.append("?" + self.headers)
+        return "".join(out)
+
+    def equivalent(self, other: Uri) -> bool:
+        """RFC 3261 §19.1.4 comparison."""
+        if not isinstance(other, SipUri) or self.scheme != other.scheme:
+            return False
+        if self.user_decoded() != other.user_decoded():
+            return False
+        if _decode(self.password) != _decode(other.password):
+            return False
+        if self.host.lower() != other.host.lower() or self.port != other.port:
+            return False
+        for name in _SIGNIFICANT_PARAMS:
+            a, b = self.params.get(name, _MISSING), other.params.get(name, _MISSING)
+            if a is _MISSING and b is _MISSING:
+                continue
+            if a is _MISSING or b is _MISSING or _lower(a) != _lower(b):
+                return False
+        for name, value in self.params.items():
+            if name in other.params and _lower(value) != _lower(other.params[name]):
+                return False
+        return _header_set(self.headers) == _header_set(other.headers)
+
+
+@dataclass(frozen=True, slots=True)
+class TelUri:
+    """A `tel:` URI (RFC 3966): the number as written and its parameters."""
+
+    number: str
+    params: dict[str, str | None] = field(default_factory=dict, compare=False, hash=False)
+    scheme: str = "tel"
+
+    @property
+    def is_global(self) -> bool:
+        return self.number.startswith("+")
+
+    def digits(self) -> str:
+        """The number without visual separators (`-`, `.`, `(`, `)`)."""
+        return re.sub(r"[\-.()]", "", self.number)
+
+    def __str__(self) -> str:
+        return f"tel:{self.number}{format_params(self.params)}"
+
+    def equivalent(self, other: Uri) -> bool:
+        return (
+            isinstance(other, TelUri)
+            and self.digits() == other.digits()
+            and {k: _lower(v) for k, v in self.params.items()}
+            == {k: _lower(v) for k, v in other.params.items()}
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AbsoluteUri:
+    """Any other scheme (`isbn:`, `soap.beep://`...): parsed as opaque text (RFC 4475 §3.3.2)."""
+
+    scheme: str
+    opaque: str
+
+    def __str__(self) -> str:
+        return f"{self.scheme}:{self.opaque}"
+
+    def equivalent(self, other: Uri) -> bool:
+        return isinstance(other, AbsoluteUri) and str(self) == str(other)
+
+
+Uri = SipUri | TelUri | AbsoluteUri
+
+_MISSING = object()
+
+
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _decode(value: str | None) -> bytes | None:
+    return None if value is None else unquote_to_bytes(value)
+
+
+def _header_set(headers: str | None) -> frozenset[tuple[bytes, bytes]]:
+    if not headers:
+        return frozenset()
+    pairs = []
+    for item in headers.split("&"):
+        name, _, value = item.partition("=")
+        pairs.append((unquote_to_bytes(name).lower(), unquote_to_bytes(value)))
+    return frozenset(pairs)
+
+
+def parse_uri(text: str) -> Uri:
+    """Parse a URI as it appears in a Request-URI or inside `<...>`.
+
+    Raises `RemoteProtocolError` (400) for anything malformed, including whitespace inside the
+    URI (RFC 4475 §3.1.2.8) and an IPv6 address without brackets (RFC 5118 §4.2).
+    """
+    colon = text.find(":")
+    if colon <= 0:
+        raise RemoteProtocolError(f"not a URI: {text[:40]!r}")
+    scheme = text[:colon]
+    if not _SCHEME_RE.match(scheme):
+        raise RemoteProtocolError(f"bad URI scheme {scheme[:20]!r}")
+    if _WHITESPACE_RE.search(text):
+        raise RemoteProtocolError("whitespace or delimiter inside a URI")
+    scheme = scheme.lower()
+    rest = text[colon + 1 :]
+    if scheme == "sip" or scheme == "sips":
+        return _parse_sip(scheme, rest)
+    if scheme == "tel":
+        number, _, params = rest.partition(";")
+        if not number or not re.match(r"\+?[0-9A-Fa-f*#\-.()]+\Z", number):
+            raise RemoteProtocolError(f"bad tel URI number {number[:30]!r}")
+        return TelUri(number, parse_params(";" + params) if params else {})
+    if not rest:
+        raise RemoteProtocolError("empty URI")
+    return AbsoluteUri(scheme, rest)
+
+
+def _parse_sip(scheme: str, rest: str) -> SipUri:
+    user = password = None
+    at = rest.find("@")
+    if at >= 0:
+        userinfo, rest = rest[:at], rest[at + 1 :]
+        # The password may not contain ':' but the user may contain ';' '?' '/' (RFC 4475
+        # §3.1.1.2, §3.1.1.9); the first ':' separates them.
+        user, sep, pw = userinfo.partition(":")
+        if not user or not _USER_RE.match(user):
+            raise RemoteProtocolError("bad user part in SIP URI")
+        if sep:
+            if not _PASSWORD_RE.match(pw):
+                raise RemoteProtocolError("bad password in SIP URI")
+            password = pw
+    headers = None
+    q = rest.find("?")
+    if q >= 0:
+        rest, headers = rest[:q], rest[q + 1 :]
+        if not _HEADERS_TEXT_RE.match(headers):
+            raise RemoteProtocolError("bad headers part in SIP URI")
+    semi = rest.find(";")
+    params: dict[str, str | None] = {}
+    if semi >= 0:
+        param_text = rest[semi:]
+        rest = rest[:semi]
+        if not _PARAMS_TEXT_RE.match(param_text):
+            raise RemoteProtocolError("bad parameters in SIP URI")
+        params = parse_params(param_text)
+    m = HOSTPORT_RE.match(rest)
+    if m is None:
+        raise RemoteProtocolError(f"bad host in SIP URI: {rest[:40]!r}")
+    port = None
+    if m.group(2) is not None:
+        port = int(m.group(2))
+        if port > 65535:
+            raise RemoteProtocolError("port out of range in SIP URI")
+    return SipUri(
+        host=m.group(1),
+        user=user,
+        password=password,
+        port=port,
+        scheme=scheme,
+        params=params,
+        headers=headers,
+    )
+
+
+def parse_sip_uri(text: str) -> SipUri:
+    """Parse and require a `sip:`/`sips:` URI (registrar AORs, contacts)."""
+    uri = parse_uri(text)
+    if not isinstance(uri, SipUri):
+        raise RemoteProtocolError(f"expected a sip: or sips: URI, got {uri.scheme}:", 416)
+    return uri
