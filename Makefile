@@ -1,0 +1,56 @@
+# sipbox developer commands. `make run` starts a server, `make test` runs every check CI runs.
+# The virtualenv lives in .venv; it is (re)installed only when pyproject.toml changes, tracked
+# by stamp files so repeated runs start instantly.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PYTEST_ARGS ?=
+CONFIG := $(wildcard sipbox.toml)
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint interop-tools bench clean
+
+help:
+	@echo "make run    - start the server (uses ./sipbox.toml when present)"
+	@echo "make test   - lint, type-check, import contracts, then pytest (PYTEST_ARGS=...)"
+	@echo "make lint   - ruff, mypy (sipbox/sip), import-linter only"
+	@echo "make bench  - load benchmarks in bench/"
+	@echo "make clean  - remove the virtualenv and caches (keeps var/)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Runtime dependencies only.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e .
+	@touch $@
+
+# Runtime + test/lint tools (pytest, ruff, mypy, import-linter, ...).
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e '.[test]'
+	@touch $@
+
+run: $(VENV)/.installed
+	$(BIN)/sipbox serve $(if $(CONFIG),--config $(CONFIG))
+
+# SIPp, sipsak, baresip, sipvicious and Kamailio for the interop tests. Installs them only when
+# missing and running as root; otherwise explains how (the tests that need them then skip).
+interop-tools:
+	@./scripts/install-interop-tools.sh
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check sipbox tests bench
+	$(BIN)/mypy sipbox/sip
+	$(BIN)/lint-imports
+
+test: $(VENV)/.installed-test interop-tools lint
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed-test
+	@echo "Benchmarks (run one with: $(BIN)/python bench/<script>.py):"
+	@ls bench/*.py 2>/dev/null | sed 's/^/  /' || echo "  (none yet)"
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts *.egg-info
+	find sipbox tests bench -name __pycache__ -type d -prune -exec rm -rf {} +
