@@ -49,7 +49,7 @@ test: $(VENV)/.installed-test interop-tools lint
 
 bench: $(VENV)/.installed-test
 	@echo "Benchmarks (run one with: $(BIN)/python bench/<script>.py):"
-	@ls bench/*.py 2>/dev/null | sed 's/^/  /' || echo "  (none yet)"
+	@set -- bench/*.py; if [ -e "$$1" ]; then printf '  %s\n' "$$@"; else echo "  (none yet)"; fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts *.egg-info
