@@ -103,8 +103,38 @@ _NAME_RE = re.compile(rf"{TOKEN}\Z")
 
 def header_key(name: str) -> str:
     """The look-up key of a header name: lower case, compact form expanded."""
-    key = name.lower()
-    return COMPACT_FORMS.get(key, key)
+    key = _KEYS.get(name)
+    if key is None:
+        key = name.lower()
+        key = COMPACT_FORMS.get(key, key)
+    return key
+
+
+# Names we look up all the time, already in key form.
+_KEYS: dict[str, str] = {
+    k: k
+    for k in (
+        "via",
+        "from",
+        "to",
+        "call-id",
+        "cseq",
+        "contact",
+        "max-forwards",
+        "content-length",
+        "content-type",
+        "route",
+        "record-route",
+        "expires",
+        "authorization",
+        "proxy-authorization",
+        "require",
+        "supported",
+        "user-agent",
+        "allow",
+        "path",
+    )
+}
 
 
 def canonical_name(key: str) -> str:
@@ -118,15 +148,21 @@ def canonical_name(key: str) -> str:
 class Headers:
     """Ordered, case-insensitive header multimap.
 
-    Stored as a list of `[key, name_as_written, value]` entries. Values are whole header lines
-    (after unfolding); `values()` splits list headers into their comma-separated elements.
-    `generation` increases on every change so cached typed values know when they are stale.
+    Stored as a list of `[key, name_as_written, value]` entries plus an index from key to its
+    entries, built on first look-up. Values are whole header lines (after unfolding); `values()`
+    splits list headers into their comma-separated elements. `generation` increases on every
+    change so cached typed values know when they are stale.
     """
 
-    __slots__ = ("_entries", "generation")
+    __slots__ = ("_entries", "_index", "generation")
 
-    def __init__(self, entries: list[list[str]] | None = None) -> None:
+    def __init__(
+        self,
+        entries: list[list[str]] | None = None,
+        index: dict[str, list[list[str]]] | None = None,
+    ) -> None:
         self._entries: list[list[str]] = entries if entries is not None else []
+        self._index: dict[str, list[list[str]]] | None = index
         self.generation = 0
 
     @classmethod
@@ -135,6 +171,23 @@ class Headers:
 
     def copy(self) -> Headers:
         return Headers([list(e) for e in self._entries])
+
+    def _lookup(self, key: str) -> list[list[str]]:
+        index = self._index
+        if index is None:
+            index = {}
+            for e in self._entries:
+                found = index.get(e[0])
+                if found is None:
+                    index[e[0]] = [e]
+                else:
+                    found.append(e)
+            self._index = index
+        return index.get(key, _NONE)
+
+    def _changed(self) -> None:
+        self._index = None
+        self.generation += 1
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -146,8 +199,7 @@ class Headers:
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        key = header_key(name)
-        return any(e[0] == key for e in self._entries)
+        return bool(self._lookup(header_key(name)))
 
     def lower_names(self) -> list[str]:
         """Lower-case full names in order of appearance (repeated names repeated)."""
@@ -155,38 +207,34 @@ class Headers:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first header line's value, or `default`."""
-        key = header_key(name)
-        for e in self._entries:
-            if e[0] == key:
-                return e[2]
-        return default
+        found = self._lookup(header_key(name))
+        return found[0][2] if found else default
 
     def get_all(self, name: str) -> list[str]:
         """Every header line's value for `name`, unsplit."""
-        key = header_key(name)
-        return [e[2] for e in self._entries if e[0] == key]
+        return [e[2] for e in self._lookup(header_key(name))]
 
     def count(self, name: str) -> int:
-        key = header_key(name)
-        return sum(1 for e in self._entries if e[0] == key)
+        return len(self._lookup(header_key(name)))
 
     def values(self, name: str) -> list[str]:
         """All elements of a list header across its lines (commas split, §7.3.1)."""
         key = header_key(name)
+        found = self._lookup(key)
+        if key not in LIST_HEADERS:
+            return [e[2] for e in found]
+        if len(found) == 1:
+            return split_list(found[0][2])
         out: list[str] = []
-        for e in self._entries:
-            if e[0] == key:
-                if key in LIST_HEADERS:
-                    out.extend(split_list(e[2]))
-                else:
-                    out.append(e[2])
+        for e in found:
+            out.extend(split_list(e[2]))
         return out
 
     def add(self, name: str, value: str) -> None:
         """Append a header line at the end."""
         key = header_key(name)
         self._entries.append([key, name if name != key else canonical_name(key), value])
-        self.generation += 1
+        self._changed()
 
     def add_first(self, name: str, value: str) -> None:
         """Insert a header line before the first line of the same name (or at the top)."""
@@ -198,7 +246,7 @@ class Headers:
                 break
         else:
             self._entries.insert(0, entry)
-        self.generation += 1
+        self._changed()
 
     def set(self, name: str, value: str) -> None:
         """Replace every line of `name` by one line, in the place of the first one."""
@@ -207,11 +255,12 @@ class Headers:
         for i, e in enumerate(entries):
             if e[0] == key:
                 e[2] = value
-                self._entries = entries[: i + 1] + [x for x in entries[i + 1 :] if x[0] != key]
+                if len(self._lookup(key)) > 1:
+                    self._entries = entries[: i + 1] + [x for x in entries[i + 1 :] if x[0] != key]
                 break
         else:
             entries.append([key, name if name != key else canonical_name(key), value])
-        self.generation += 1
+        self._changed()
 
     def remove(self, name: str) -> int:
         """Remove every line of `name`; return how many were removed."""
@@ -220,7 +269,7 @@ class Headers:
         self._entries = [e for e in self._entries if e[0] != key]
         removed = before - len(self._entries)
         if removed:
-            self.generation += 1
+            self._changed()
         return removed
 
     def pop_first(self, name: str) -> str | None:
@@ -234,13 +283,16 @@ class Headers:
                     e[2] = ", ".join(elements[1:])
                 else:
                     del self._entries[i]
-                self.generation += 1
+                self._changed()
                 return first
         return None
 
     def serialize(self) -> str:
         """`Name: value\\r\\n` for every line, in order."""
-        return "".join(f"{name}: {value}\r\n" for _, name, value in self._entries)
+        return "".join([f"{name}: {value}\r\n" for _, name, value in self._entries])
+
+
+_NONE: list[list[str]] = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +333,9 @@ class NameAddr:
 
 
 _DISPLAY_TOKENS_RE = re.compile(rf"{TOKEN}(?:[ \t]+{TOKEN})*\Z")
+_SIMPLE_NAME_ADDR_RE = re.compile(
+    rf"[ \t]*((?:{TOKEN}(?:[ \t]+{TOKEN})*)?)[ \t]*<([^<>\s\"]+)>([ \t]*;[^<>\"]*)?[ \t]*\Z"
+)
 
 
 def parse_name_addr(value: str) -> NameAddr:
@@ -289,6 +344,11 @@ def parse_name_addr(value: str) -> NameAddr:
     Strict where RFC 4475 asks (unbalanced quotes, spaces inside `<>`, unquoted commas), lenient
     where it asks (a display-name token written against `<`, §3.1.1.6).
     """
+    m = _SIMPLE_NAME_ADDR_RE.match(value)
+    if m is not None:  # fast path: [token-display] <uri> [params], no quotes
+        words, uri_text, rest = m.groups()
+        params = parse_params(rest) if rest else {}
+        return NameAddr(parse_uri(uri_text), words or None, params)
     text = value.strip()
     if not text:
         raise RemoteProtocolError("empty address")

@@ -133,7 +133,9 @@ class Message:
         return headers
 
     def _typed(self, key: str, parse: Callable[[Headers], T]) -> T:
-        headers = self.headers
+        headers = self._headers
+        if headers is None:
+            headers = self.headers
         hit = self._cache.get(key)
         if hit is not None and hit[0] == headers.generation:
             return hit[1]  # type: ignore[no-any-return]
@@ -315,6 +317,7 @@ def _parse_header_lines(text: str) -> Headers:
     if "\n " in text or "\n\t" in text:
         text = _UNFOLD_RE.sub(" ", text)
     entries: list[list[str]] = []
+    index: dict[str, list[list[str]]] = {}
     keys = _KEY_CACHE
     for line in text.split("\r\n"):
         if not line:
@@ -330,8 +333,14 @@ def _parse_header_lines(text: str) -> Headers:
             known = (header_key(stripped), stripped)
             if len(keys) < 4096:
                 keys[name] = known
-        entries.append([known[0], known[1], value.strip(" \t")])
-    return Headers(entries)
+        entry = [known[0], known[1], value.strip(" \t")]
+        entries.append(entry)
+        same = index.get(entry[0])
+        if same is None:
+            index[entry[0]] = [entry]
+        else:
+            same.append(entry)
+    return Headers(entries, index)
 
 
 _NAME_OK = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
