@@ -14,8 +14,8 @@ import gc
 import time
 from collections.abc import Callable
 
-from sipbox.sip.parser import check_request, check_response, parse_message
 from sipbox.sip.message import Request
+from sipbox.sip.parser import check_request, check_response, parse_message
 
 INVITE = (
     b"INVITE sip:1002@pbx.example.com SIP/2.0\r\n"

@@ -126,13 +126,13 @@ def check_common(message: Message) -> None:
             raise RemoteProtocolError(f"Missing {_display(key)} header")
     name = "Via"
     try:
-        message.vias
+        _ = message.vias
         name = "From"
-        message.from_
+        _ = message.from_
         name = "To"
-        message.to
+        _ = message.to
         name = "CSeq"
-        message.cseq
+        _ = message.cseq
     except RemoteProtocolError as exc:
         raise RemoteProtocolError(f"Bad {name} header: {exc.reason}", exc.status_hint) from None
     if not message.call_id:
@@ -146,11 +146,11 @@ def check_request(request: Request) -> None:
         raise RemoteProtocolError("CSeq method does not match the request method")
     name = "Max-Forwards"
     try:
-        request.max_forwards
+        _ = request.max_forwards
         name = "Request-URI"
         uri = request.uri
         name = "Contact"
-        request.contacts
+        _ = request.contacts
     except RemoteProtocolError as exc:
         raise RemoteProtocolError(f"Bad {name}: {exc.reason}", exc.status_hint) from None
     if getattr(uri, "headers", None):
