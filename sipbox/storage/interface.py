@@ -1,0 +1,228 @@
+"""The `Store` protocol: everything the rest of sipbox may ask of the database.
+
+The PBX and the API depend on this protocol, never on SQLAlchemy, so a test can hand them a fake
+and `app.py` alone chooses the concrete class (see ARCHITECTURE.md, layers). Conventions:
+
+- Configuration writes that target a missing row raise `NotFound`; duplicates raise
+  `AlreadyExists`. Live-state deletes (bindings, bans, settings) are idempotent and return
+  whether a row went away, because background writers must not fail on a race.
+- Timestamps are floats (epoch seconds). Where expiry matters, `now` is passed in (as in the SIP
+  core) so tests control time; creation stamps come from the store's injected clock.
+- Every method is a coroutine and every write is its own transaction, except the batch methods,
+  which are all-or-nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from sipbox.storage.errors import AlreadyExists, InvalidValue, NotFound, StoreError
+from sipbox.storage.records import (
+    AddressListEntry,
+    AddressListKind,
+    ApiToken,
+    Ban,
+    Binding,
+    BindingKey,
+    ClassOfService,
+    NatMode,
+    NewUser,
+    SecurityEvent,
+    TokenRole,
+    User,
+)
+
+__all__ = [
+    "AddressListEntry",
+    "AddressListKind",
+    "AlreadyExists",
+    "ApiToken",
+    "Ban",
+    "Binding",
+    "BindingKey",
+    "ClassOfService",
+    "InvalidValue",
+    "NatMode",
+    "NewUser",
+    "NotFound",
+    "SecurityEvent",
+    "Store",
+    "StoreError",
+    "TokenRole",
+    "User",
+]
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Persistent configuration and restart state for one sipbox deployment."""
+
+    # ---------------------------------------------------------------------------- lifecycle
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest revision; safe to call on every start-up."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; the store must not be used afterwards."""
+        ...
+
+    # -------------------------------------------------------------------------------- users
+
+    async def create_user(self, user: NewUser) -> User:
+        """Store a new user; `AlreadyExists` if the number is taken."""
+        ...
+
+    async def create_users(self, users: Sequence[NewUser]) -> list[User]:
+        """Store many users in one transaction (all or nothing); results in input order."""
+        ...
+
+    async def get_user(self, user_id: int) -> User | None:
+        """The user with this id, or None."""
+        ...
+
+    async def get_user_by_number(self, number: str) -> User | None:
+        """The user with this number (or SIP user token), or None."""
+        ...
+
+    async def list_users(self, *, limit: int | None = None, offset: int = 0) -> list[User]:
+        """Users ordered by number, paginated."""
+        ...
+
+    async def count_users(self) -> int:
+        """How many users are stored."""
+        ...
+
+    async def update_user(self, user_id: int, changes: Mapping[str, Any]) -> User:
+        """Change the named fields only; `NotFound`, `AlreadyExists` (number), `InvalidValue`."""
+        ...
+
+    async def delete_user(self, user_id: int) -> None:
+        """Delete a user and its stored bindings; `NotFound` if absent."""
+        ...
+
+    # ----------------------------------------------------------------------------- bindings
+
+    async def upsert_binding(self, binding: Binding) -> None:
+        """Insert or replace the binding with the same (aor, contact_uri)."""
+        ...
+
+    async def delete_binding(self, aor: str, contact_uri: str) -> bool:
+        """Remove one binding; True if it existed."""
+        ...
+
+    async def delete_bindings_for_aor(self, aor: str) -> int:
+        """Remove every binding of an AOR (REGISTER with ``Contact: *``); how many went."""
+        ...
+
+    async def load_bindings(self, now: float) -> list[Binding]:
+        """Every binding with ``expires_at > now`` (restart recovery)."""
+        ...
+
+    async def purge_expired_bindings(self, now: float) -> int:
+        """Delete bindings with ``expires_at <= now``; how many went."""
+        ...
+
+    async def apply_binding_changes(
+        self, upserts: Iterable[Binding], deletes: Iterable[BindingKey | tuple[str, str]]
+    ) -> None:
+        """Write a batch of registrar changes in one transaction (deletes first, then upserts)."""
+        ...
+
+    # ------------------------------------------------------------------------------- tokens
+
+    async def create_api_token(self, name: str, token_hash: str, role: TokenRole) -> ApiToken:
+        """Store a token by its SHA-256 hex digest; `AlreadyExists` if the digest is known."""
+        ...
+
+    async def find_api_token(self, token_hash: str) -> ApiToken | None:
+        """The *unrevoked* token with this digest, or None."""
+        ...
+
+    async def touch_api_token(self, token_id: int, now: float) -> None:
+        """Record a use of the token (``last_used_at``); silently ignores unknown ids."""
+        ...
+
+    async def list_api_tokens(self) -> list[ApiToken]:
+        """All tokens, revoked included, by id."""
+        ...
+
+    async def revoke_api_token(self, token_id: int) -> None:
+        """Mark a token revoked; `NotFound` if absent."""
+        ...
+
+    # --------------------------------------------------------------------------------- bans
+
+    async def upsert_ban(self, ban: Ban) -> None:
+        """Insert or replace the ban for ``ban.source``."""
+        ...
+
+    async def get_ban(self, source: str) -> Ban | None:
+        """The ban for this source (expired or not), or None."""
+        ...
+
+    async def delete_ban(self, source: str) -> bool:
+        """Lift a ban; True if it existed."""
+        ...
+
+    async def list_active_bans(self, now: float) -> list[Ban]:
+        """Bans that are permanent or end after `now`, oldest first."""
+        ...
+
+    async def purge_expired_bans(self, now: float) -> int:
+        """Delete bans that ended at or before `now`; how many went."""
+        ...
+
+    # ----------------------------------------------------------------------- address lists
+
+    async def add_address(
+        self, kind: AddressListKind, network: str, note: str = ""
+    ) -> AddressListEntry:
+        """Add a whitelist/blacklist entry (stored canonical); `AlreadyExists` on duplicates."""
+        ...
+
+    async def remove_address(self, kind: AddressListKind, network: str) -> None:
+        """Remove an entry; `NotFound` if absent."""
+        ...
+
+    async def list_addresses(self, kind: AddressListKind | None = None) -> list[AddressListEntry]:
+        """Entries of one kind (or all), ordered by kind then network."""
+        ...
+
+    # --------------------------------------------------------------------- security events
+
+    async def append_security_event(
+        self,
+        at: float,
+        kind: str,
+        source: str,
+        reason: str,
+        detail: Mapping[str, Any] | None = None,
+    ) -> SecurityEvent:
+        """Append an audit event."""
+        ...
+
+    async def list_security_events(
+        self, *, limit: int = 100, since: float | None = None
+    ) -> list[SecurityEvent]:
+        """The most recent events (``at >= since`` if given), newest first."""
+        ...
+
+    async def purge_security_events(self, before: float) -> int:
+        """Delete events older than `before` (retention); how many went."""
+        ...
+
+    # ----------------------------------------------------------------------------- settings
+
+    async def get_setting(self, key: str) -> str | None:
+        """The stored value for `key`, or None."""
+        ...
+
+    async def set_setting(self, key: str, value: str) -> None:
+        """Insert or replace a value."""
+        ...
+
+    async def delete_setting(self, key: str) -> bool:
+        """Remove a key; True if it existed."""
+        ...

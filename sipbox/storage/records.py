@@ -1,0 +1,272 @@
+"""The records the store hands out: frozen dataclasses, one per table, plus their value domains.
+
+Records are immutable snapshots so that a cached copy can be shared across tasks without anyone
+changing it behind the cache's back (the multi-node cache invalidation described in
+ARCHITECTURE.md needs exactly one place where data changes: the store). List-valued fields are
+tuples for the same reason; JSON object fields are plain dicts by necessity and must be treated
+as read-only. Timestamps are floats, seconds since the epoch, like every `now` in sipbox.
+
+Input records (`NewUser`) carry defaults so callers only name what they mean; `validate_user_fields`
+is shared by create and update so both paths accept exactly the same values.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Final, Literal, NamedTuple, get_args
+
+from sipbox.storage.errors import InvalidValue
+
+NatMode = Literal["auto", "yes", "no"]
+ClassOfService = Literal["none", "local", "national", "international"]
+TokenRole = Literal["admin", "read-only"]
+AddressListKind = Literal["whitelist", "blacklist"]
+
+NAT_MODES: Final[frozenset[str]] = frozenset(get_args(NatMode))
+CLASSES_OF_SERVICE: Final[frozenset[str]] = frozenset(get_args(ClassOfService))
+TOKEN_ROLES: Final[frozenset[str]] = frozenset(get_args(TokenRole))
+ADDRESS_LIST_KINDS: Final[frozenset[str]] = frozenset(get_args(AddressListKind))
+
+#: Longest user number accepted; matches the column width in `schema.py`.
+MAX_NUMBER_LENGTH: Final = 64
+
+
+# --------------------------------------------------------------------------------------- users
+
+
+@dataclass(frozen=True, slots=True)
+class NewUser:
+    """What a caller supplies to create a user; the store adds id and timestamps.
+
+    `ha1_md5` / `ha1_sha256` are the RFC 7616 HA1 values ``H(number:realm:password)`` for
+    `realm`; the clear password is never stored. `realm` is kept with the hashes so that a change
+    of the server's domain can be detected (the hashes then no longer verify anything).
+    """
+
+    number: str
+    display_name: str = ""
+    ha1_md5: str | None = None
+    ha1_sha256: str | None = None
+    realm: str | None = None
+    enabled: bool = True
+    max_contacts: int | None = None
+    ip_auth: tuple[str, ...] = ()
+    static_contact: str | None = None
+    nat: NatMode = "auto"
+    ring_timeout: int | None = None
+    max_calls: int | None = None
+    class_of_service: ClassOfService = "local"
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A stored user (extension): identity, digest credentials and per-user policy."""
+
+    id: int
+    number: str
+    display_name: str
+    ha1_md5: str | None
+    ha1_sha256: str | None
+    realm: str | None
+    enabled: bool
+    max_contacts: int | None
+    ip_auth: tuple[str, ...]
+    static_contact: str | None
+    nat: NatMode
+    ring_timeout: int | None
+    max_calls: int | None
+    class_of_service: ClassOfService
+    settings: Mapping[str, Any]
+    created_at: float
+    updated_at: float
+
+
+#: Fields `Store.update_user` accepts: everything a `NewUser` has.
+USER_FIELDS: Final[frozenset[str]] = frozenset(f.name for f in fields(NewUser))
+
+_OPTIONAL_COUNTS: Final = ("max_contacts", "ring_timeout", "max_calls")
+_OPTIONAL_TEXT: Final = ("ha1_md5", "ha1_sha256", "realm", "static_contact")
+
+
+def validate_user_fields(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Check user field values (all or a subset) and return them normalised for storage.
+
+    Normalisation: `ip_auth` becomes a tuple of strings, `settings` a dict. Unknown field names
+    and out-of-domain values raise `InvalidValue` naming the field, so an API can report it.
+    """
+    unknown = set(values) - USER_FIELDS
+    if unknown:
+        raise InvalidValue(f"unknown user field(s): {', '.join(sorted(unknown))}")
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        if name == "number":
+            if (
+                not isinstance(value, str)
+                or not value
+                or len(value) > MAX_NUMBER_LENGTH
+                or any(ch.isspace() or ch in "@:;<>\"'" for ch in value)
+            ):
+                raise InvalidValue(f"user number {value!r} is not a SIP user token")
+        elif name == "display_name":
+            if not isinstance(value, str):
+                raise InvalidValue(f"display_name must be a string, not {value!r}")
+        elif name == "enabled":
+            if not isinstance(value, bool):
+                raise InvalidValue(f"enabled must be a bool, not {value!r}")
+        elif name in _OPTIONAL_COUNTS:
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 0
+            ):
+                raise InvalidValue(f"{name} must be a non-negative int or None, not {value!r}")
+        elif name in _OPTIONAL_TEXT:
+            if value is not None and not isinstance(value, str):
+                raise InvalidValue(f"{name} must be a string or None, not {value!r}")
+        elif name == "nat":
+            if value not in NAT_MODES:
+                raise InvalidValue(f"nat must be one of {sorted(NAT_MODES)}, not {value!r}")
+        elif name == "class_of_service":
+            if value not in CLASSES_OF_SERVICE:
+                raise InvalidValue(
+                    f"class_of_service must be one of {sorted(CLASSES_OF_SERVICE)}, not {value!r}"
+                )
+        elif name == "ip_auth":
+            if isinstance(value, str):
+                raise InvalidValue("ip_auth must be a list of addresses/CIDRs, not a string")
+            value = tuple(value)
+            for item in value:
+                _check_network("ip_auth", item)
+        elif name == "settings":
+            if not isinstance(value, Mapping):
+                raise InvalidValue(f"settings must be a mapping, not {value!r}")
+            value = dict(value)
+        out[name] = value
+    return out
+
+
+def _check_network(field_name: str, value: object) -> None:
+    """Reject anything that is not an IP address or network (host bits allowed)."""
+    if not isinstance(value, str):
+        raise InvalidValue(f"{field_name}: {value!r} is not an address or CIDR")
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError as exc:
+        raise InvalidValue(f"{field_name}: {value!r} is not an address or CIDR") from exc
+
+
+def normalise_network(value: str) -> str:
+    """Canonical text of an address or network (``10.1.2.3`` -> ``10.1.2.3/32``).
+
+    Address lists store the canonical form so that the unique (kind, network) key means what it
+    says: ``10.0.0.0/8`` and ``10.0.0.0/08`` are the same entry.
+    """
+    _check_network("network", value)
+    return str(ipaddress.ip_network(value, strict=False))
+
+
+# ------------------------------------------------------------------------------------ bindings
+
+
+class BindingKey(NamedTuple):
+    """Identity of a registrar binding (RFC 3261 §10.3): the AOR and the contact URI."""
+
+    aor: str
+    contact_uri: str
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """One registrar binding, persisted only so that a restart does not lose registrations.
+
+    The registrar keeps bindings in memory and writes them through in the background; on start it
+    loads the unexpired ones. `received_*` is where the REGISTER came from (RFC 3581 / RFC 5626
+    flow), `local_*` the listener it arrived on, `connection_hint` an opaque transport handle.
+    `path` (RFC 3327) and `node_id` (multi-node) are here now so later issues add no column.
+    """
+
+    aor: str
+    contact_uri: str
+    user_number: str
+    call_id: str
+    cseq: int
+    expires_at: float
+    instance_id: str | None = None
+    reg_id: int | None = None
+    received_transport: str = "udp"
+    received_host: str = ""
+    received_port: int = 0
+    local_transport: str = "udp"
+    local_host: str = ""
+    local_port: int = 0
+    connection_hint: str | None = None
+    path: tuple[str, ...] = ()
+    user_agent: str | None = None
+    q: float | None = None
+    node_id: str | None = None
+
+    @property
+    def key(self) -> BindingKey:
+        """The primary key, as accepted by `Store.apply_binding_changes` deletes."""
+        return BindingKey(self.aor, self.contact_uri)
+
+
+# ------------------------------------------------------------------------------------- tokens
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """A REST API bearer token; only its SHA-256 hex digest is stored."""
+
+    id: int
+    name: str
+    token_hash: str
+    role: TokenRole
+    created_at: float
+    last_used_at: float | None
+    revoked: bool
+
+
+# ------------------------------------------------------------------------------------ security
+
+
+@dataclass(frozen=True, slots=True)
+class Ban:
+    """A source banned by the anti-scanning guard (or by hand, ``manual=True``).
+
+    `until` None means permanent. `offence_count` lets the guard escalate ban lengths for repeat
+    offenders across restarts; `hit_count` counts packets dropped while banned.
+    """
+
+    source: str
+    reason: str
+    since: float
+    until: float | None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+    hit_count: int = 0
+    manual: bool = False
+    offence_count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class AddressListEntry:
+    """A whitelist/blacklist entry; `network` is the canonical CIDR text."""
+
+    id: int
+    kind: AddressListKind
+    network: str
+    note: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityEvent:
+    """An audit record of a security decision (ban, unban, ...), newest listed first."""
+
+    id: int
+    at: float
+    kind: str
+    source: str
+    reason: str
+    detail: Mapping[str, Any]

@@ -1,0 +1,718 @@
+"""`SqlStore`: the `Store` protocol on SQLAlchemy 2 Core (async), for SQLite and PostgreSQL.
+
+One set of queries serves both backends; the only dialect-specific statement is the upsert
+(``INSERT ... ON CONFLICT DO UPDATE``, spelled the same on both but built by each dialect's
+`insert`). Driver exceptions are translated to `sipbox.storage.errors` at one place (`_write`,
+`_read`), so callers never see SQLAlchemy.
+
+SQLite (aiosqlite) notes. The pysqlite driver's legacy transaction handling neither begins a
+transaction before DDL (so a failed migration would be half-applied) nor before SELECT; we turn
+it off and emit BEGIN ourselves, as the SQLAlchemy documentation recommends. Write transactions
+use ``BEGIN IMMEDIATE`` so the write lock is taken up front and ``busy_timeout`` can wait for it;
+a deferred transaction that reads and then writes could instead fail with SQLITE_BUSY when
+another connection committed in between (WAL snapshot rule). Pragmas: WAL (readers never block
+the writer), ``synchronous=NORMAL`` (durable across application crashes, and fsyncs only at
+checkpoints), foreign keys on.
+
+PostgreSQL (asyncpg). An optional `schema` sets ``search_path`` for every connection, which
+isolates test runs and lets several deployments share one database.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from sipbox.storage import migrate as migrations
+from sipbox.storage.errors import AlreadyExists, InvalidValue, NotFound, StoreError
+from sipbox.storage.records import (
+    ADDRESS_LIST_KINDS,
+    TOKEN_ROLES,
+    AddressListEntry,
+    AddressListKind,
+    ApiToken,
+    Ban,
+    Binding,
+    BindingKey,
+    NewUser,
+    SecurityEvent,
+    TokenRole,
+    User,
+    normalise_network,
+    validate_user_fields,
+)
+from sipbox.storage.schema import (
+    address_lists,
+    api_tokens,
+    bans,
+    bindings,
+    security_events,
+    settings,
+    users,
+)
+
+Clock = Callable[[], float]
+
+#: Execution option marking a connection whose transaction will write (SQLite: BEGIN IMMEDIATE).
+_WRITE_OPTION: Final = "sipbox_write"
+#: How long a SQLite writer waits for the lock before failing, in milliseconds.
+SQLITE_BUSY_TIMEOUT_MS: Final = 5000
+
+#: PostgreSQL advisory lock key held while migrating (arbitrary, constant: "sipbox" in ASCII).
+_MIGRATION_LOCK_ID: Final = 0x736970626F78
+
+_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+_BINDING_FIELDS: Final = tuple(f.name for f in fields(Binding))
+_BAN_FIELDS: Final = tuple(f.name for f in fields(Ban))
+
+
+# ------------------------------------------------------------------------------ URLs, engines
+
+
+def to_async_url(url: str) -> URL:
+    """Translate a user-facing database URL to the async driver SQLAlchemy needs.
+
+    Accepted: ``sqlite:///relative.db``, ``sqlite:////abs.db``, a bare file path, ``sqlite://``
+    (in memory), ``postgresql://...`` or ``postgres://...``; explicit async drivers pass
+    through. Anything else raises `ValueError`: a typo in the configuration should stop start-up,
+    not pick a surprising default.
+    """
+    if "://" not in url:
+        if not url:
+            raise ValueError("empty database URL")
+        return URL.create("sqlite+aiosqlite", database=url)
+    parsed = make_url(url)
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend == "sqlite" and driver in ("", "pysqlite", "aiosqlite"):
+        return parsed.set(drivername="sqlite+aiosqlite")
+    if backend in ("postgresql", "postgres") and driver in ("", "asyncpg", "psycopg2", "psycopg"):
+        return parsed.set(drivername="postgresql+asyncpg")
+    raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}")
+
+
+def create_engine(url: str, *, schema: str | None = None, echo: bool = False) -> AsyncEngine:
+    """An `AsyncEngine` for `url`, configured as the store needs (pragmas, search_path).
+
+    For a SQLite file the parent directory is created, so the default ``./var/sipbox.db`` works
+    on a fresh checkout.
+    """
+    async_url = to_async_url(url)
+    if async_url.get_backend_name() == "sqlite":
+        if schema is not None:
+            raise ValueError("a schema can only be chosen on PostgreSQL")
+        database = async_url.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(async_url, echo=echo)
+        _install_sqlite_hooks(engine)
+        return engine
+    connect_args: dict[str, Any] = {}
+    if schema is not None:
+        if not _SCHEMA_NAME.match(schema):
+            raise ValueError(f"invalid PostgreSQL schema name {schema!r}")
+        connect_args["server_settings"] = {"search_path": schema}
+    return create_async_engine(async_url, echo=echo, connect_args=connect_args)
+
+
+def _install_sqlite_hooks(engine: AsyncEngine) -> None:
+    """Pragmas on every new connection, and SQLAlchemy-controlled BEGIN (see module doc)."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        immediate = connection.get_execution_options().get(_WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def open_store(
+    url: str, *, schema: str | None = None, clock: Clock = time.time, echo: bool = False
+) -> SqlStore:
+    """Open (lazily: nothing connects until first use) the store at `url`.
+
+    Call ``await store.migrate()`` before anything else on start-up. `clock` stamps
+    ``created_at``/``updated_at``; tests inject a fake one.
+    """
+    engine = create_engine(url, schema=schema, echo=echo)
+    return SqlStore(engine, schema=schema, clock=clock)
+
+
+# ----------------------------------------------------------------------------- error mapping
+
+
+def _is_unique_violation(exc: IntegrityError) -> bool:
+    """True if `exc` is a UNIQUE/PRIMARY KEY violation, on either backend."""
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if sqlstate is not None:
+        return bool(sqlstate == "23505")
+    name = getattr(orig, "sqlite_errorname", "")
+    if name in ("SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"):
+        return True
+    return "UNIQUE constraint failed" in str(orig)
+
+
+def _describe(exc: SQLAlchemyError) -> str:
+    orig = getattr(exc, "orig", None)
+    return str(orig if orig is not None else exc).splitlines()[0]
+
+
+# --------------------------------------------------------------------------- row conversion
+
+
+def _user_from_row(row: sa.Row[Any]) -> User:
+    m = row._mapping
+    return User(
+        id=m["id"],
+        number=m["number"],
+        display_name=m["display_name"],
+        ha1_md5=m["ha1_md5"],
+        ha1_sha256=m["ha1_sha256"],
+        realm=m["realm"],
+        enabled=bool(m["enabled"]),
+        max_contacts=m["max_contacts"],
+        ip_auth=tuple(m["ip_auth"]),
+        static_contact=m["static_contact"],
+        nat=m["nat"],
+        ring_timeout=m["ring_timeout"],
+        max_calls=m["max_calls"],
+        class_of_service=m["class_of_service"],
+        settings=m["settings"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+def _new_user_values(user: NewUser, now: float) -> dict[str, Any]:
+    values = validate_user_fields({f.name: getattr(user, f.name) for f in fields(NewUser)})
+    values["created_at"] = now
+    values["updated_at"] = now
+    return values
+
+
+def _binding_values(binding: Binding) -> dict[str, Any]:
+    return {name: getattr(binding, name) for name in _BINDING_FIELDS}
+
+
+def _binding_from_row(row: sa.Row[Any]) -> Binding:
+    m = row._mapping
+    values = {name: m[name] for name in _BINDING_FIELDS}
+    values["path"] = tuple(values["path"])
+    return Binding(**values)
+
+
+def _ban_from_row(row: sa.Row[Any]) -> Ban:
+    m = row._mapping
+    values = {name: m[name] for name in _BAN_FIELDS}
+    values["manual"] = bool(values["manual"])
+    return Ban(**values)
+
+
+def _token_from_row(row: sa.Row[Any]) -> ApiToken:
+    m = row._mapping
+    return ApiToken(
+        id=m["id"],
+        name=m["name"],
+        token_hash=m["token_hash"],
+        role=m["role"],
+        created_at=m["created_at"],
+        last_used_at=m["last_used_at"],
+        revoked=bool(m["revoked"]),
+    )
+
+
+def _address_from_row(row: sa.Row[Any]) -> AddressListEntry:
+    m = row._mapping
+    return AddressListEntry(
+        id=m["id"], kind=m["kind"], network=m["network"], note=m["note"], created_at=m["created_at"]
+    )
+
+
+def _event_from_row(row: sa.Row[Any]) -> SecurityEvent:
+    m = row._mapping
+    return SecurityEvent(
+        id=m["id"],
+        at=m["at"],
+        kind=m["kind"],
+        source=m["source"],
+        reason=m["reason"],
+        detail=m["detail"],
+    )
+
+
+# ------------------------------------------------------------------------------------ store
+
+
+class SqlStore:
+    """The `Store` on an `AsyncEngine` (SQLite via aiosqlite, PostgreSQL via asyncpg)."""
+
+    def __init__(
+        self, engine: AsyncEngine, *, schema: str | None = None, clock: Clock = time.time
+    ) -> None:
+        self._engine = engine
+        self._schema = schema
+        self._clock = clock
+        dialect = engine.dialect.name
+        if dialect not in ("sqlite", "postgresql"):
+            raise ValueError(f"unsupported database dialect {dialect!r}")
+        self._insert = sqlite_dialect.insert if dialect == "sqlite" else pg_dialect.insert
+        self._upsert_binding_stmt = self._upsert_stmt(bindings, ("aor", "contact_uri"))
+        self._upsert_ban_stmt = self._upsert_stmt(bans, ("source",))
+        self._upsert_setting_stmt = self._upsert_stmt(settings, ("key",))
+
+    def _upsert_stmt(self, table: sa.Table, key: tuple[str, ...]) -> Any:
+        """``INSERT ... ON CONFLICT (key) DO UPDATE SET every other column = excluded``.
+
+        Built once with no values, so it serves both single executes and executemany batches.
+        """
+        stmt = self._insert(table)
+        return stmt.on_conflict_do_update(
+            index_elements=[table.c[name] for name in key],
+            set_={c.name: stmt.excluded[c.name] for c in table.c if c.name not in key},
+        )
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The underlying engine (for diagnostics and tests; queries belong in this class)."""
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self._engine.dialect.name
+
+    # ----------------------------------------------------------------------- transactions
+
+    @asynccontextmanager
+    async def _write(self, conflict: str | None = None) -> AsyncIterator[AsyncConnection]:
+        """A write transaction; unique violations become `AlreadyExists(conflict)`."""
+        try:
+            async with self._engine.connect() as conn:
+                await conn.execution_options(**{_WRITE_OPTION: True})
+                async with conn.begin():
+                    yield conn
+        except IntegrityError as exc:
+            if conflict is not None and _is_unique_violation(exc):
+                raise AlreadyExists(conflict) from exc
+            raise StoreError(f"integrity error: {_describe(exc)}") from exc
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database error: {_describe(exc)}") from exc
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only transaction (rolled back at the end)."""
+        try:
+            async with self._engine.connect() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database error: {_describe(exc)}") from exc
+
+    # -------------------------------------------------------------------------- lifecycle
+
+    async def migrate(self) -> None:
+        """Upgrade to the newest schema revision, in one transaction (a no-op when current).
+
+        On PostgreSQL, nodes starting together serialise on a transaction-scoped advisory lock
+        (the second finds the schema current), and a `schema` is created first if needed.
+        """
+        async with self._write() as conn:
+            if self.dialect == "postgresql":
+                await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_ID})")
+                if self._schema is not None:
+                    await conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self._schema}"')
+            await conn.run_sync(migrations.upgrade)
+
+    async def schema_revision(self) -> str | None:
+        """The Alembic revision the database is at (None before the first migration)."""
+        async with self._read() as conn:
+            return await conn.run_sync(migrations.current_revision)
+
+    async def close(self) -> None:
+        """Close every pooled connection."""
+        await self._engine.dispose()
+
+    # ------------------------------------------------------------------------------ users
+
+    async def create_user(self, user: NewUser) -> User:
+        """Insert one user; `AlreadyExists` names the number if it is taken."""
+        values = _new_user_values(user, self._clock())
+        async with self._write(conflict=f"user number {user.number!r} already exists") as conn:
+            row = (await conn.execute(users.insert().values(values).returning(users))).one()
+        return _user_from_row(row)
+
+    async def create_users(self, new_users: Sequence[NewUser]) -> list[User]:
+        """Insert many users with one executemany in one transaction: all or nothing.
+
+        On a conflict the error names the numbers already stored (or repeated in the batch),
+        found with a follow-up query after the rollback, so the fast path pays nothing for it.
+        """
+        if not new_users:
+            return []
+        now = self._clock()
+        rows = [_new_user_values(u, now) for u in new_users]
+        seen: set[str] = set()
+        repeated: set[str] = set()
+        for new in new_users:
+            (repeated if new.number in seen else seen).add(new.number)
+        if repeated:
+            listed = ", ".join(sorted(repeated))
+            raise AlreadyExists(f"user number(s) repeated in the batch: {listed}")
+        stmt = users.insert().returning(*users.c, sort_by_parameter_order=True)
+        try:
+            async with self._write(conflict="user number already exists") as conn:
+                result = await conn.execute(stmt, rows)
+                created = [_user_from_row(row) for row in result.all()]
+        except AlreadyExists as exc:
+            taken = await self._existing_numbers([u.number for u in new_users])
+            raise AlreadyExists(
+                f"user number(s) already exist: {', '.join(taken) or '(unknown)'}"
+            ) from exc
+        return created
+
+    async def _existing_numbers(self, numbers: list[str]) -> list[str]:
+        found: list[str] = []
+        async with self._read() as conn:
+            for start in range(0, len(numbers), 500):  # stay under bind-parameter limits
+                chunk = numbers[start : start + 500]
+                result = await conn.execute(
+                    sa.select(users.c.number).where(users.c.number.in_(chunk))
+                )
+                found.extend(result.scalars())
+        return sorted(found)
+
+    async def get_user(self, user_id: int) -> User | None:
+        """The user with this id, or None."""
+        async with self._read() as conn:
+            row = (await conn.execute(users.select().where(users.c.id == user_id))).one_or_none()
+        return None if row is None else _user_from_row(row)
+
+    async def get_user_by_number(self, number: str) -> User | None:
+        """The user with this number, or None."""
+        async with self._read() as conn:
+            result = await conn.execute(users.select().where(users.c.number == number))
+            row = result.one_or_none()
+        return None if row is None else _user_from_row(row)
+
+    async def list_users(self, *, limit: int | None = None, offset: int = 0) -> list[User]:
+        """Users ordered by number; `limit` None means all."""
+        if offset < 0 or (limit is not None and limit < 0):
+            raise InvalidValue("limit and offset must not be negative")
+        stmt = users.select().order_by(users.c.number).offset(offset).limit(limit)
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [_user_from_row(row) for row in rows]
+
+    async def count_users(self) -> int:
+        """The number of stored users."""
+        async with self._read() as conn:
+            result = await conn.execute(sa.select(sa.func.count()).select_from(users))
+            return int(result.scalar_one())
+
+    async def update_user(self, user_id: int, changes: Mapping[str, Any]) -> User:
+        """Change only the fields named in `changes` (see `records.USER_FIELDS`).
+
+        Changing the number drops the user's stored bindings: they were registered under the old
+        address-of-record, and keeping them would route the old number to the user's phones.
+        """
+        values = validate_user_fields(changes)
+        values["updated_at"] = self._clock()
+        conflict = f"user number {values.get('number')!r} already exists"
+        async with self._write(conflict=conflict) as conn:
+            old_number = (
+                await conn.execute(sa.select(users.c.number).where(users.c.id == user_id))
+            ).scalar_one_or_none()
+            if old_number is None:
+                raise NotFound(f"no user with id {user_id}")
+            stmt = users.update().where(users.c.id == user_id).values(values).returning(users)
+            row = (await conn.execute(stmt)).one()
+            if row._mapping["number"] != old_number:
+                await conn.execute(bindings.delete().where(bindings.c.user_number == old_number))
+        return _user_from_row(row)
+
+    async def delete_user(self, user_id: int) -> None:
+        """Delete a user and, in the same transaction, its stored bindings."""
+        async with self._write() as conn:
+            stmt = users.delete().where(users.c.id == user_id).returning(users.c.number)
+            number = (await conn.execute(stmt)).scalar_one_or_none()
+            if number is None:
+                raise NotFound(f"no user with id {user_id}")
+            await conn.execute(bindings.delete().where(bindings.c.user_number == number))
+
+    # --------------------------------------------------------------------------- bindings
+
+    async def upsert_binding(self, binding: Binding) -> None:
+        """One ``INSERT ... ON CONFLICT DO UPDATE`` statement."""
+        async with self._write() as conn:
+            await conn.execute(self._upsert_binding_stmt, _binding_values(binding))
+
+    async def delete_binding(self, aor: str, contact_uri: str) -> bool:
+        """Delete one binding; True if a row went away."""
+        stmt = bindings.delete().where(bindings.c.aor == aor, bindings.c.contact_uri == contact_uri)
+        async with self._write() as conn:
+            return (await conn.execute(stmt)).rowcount > 0
+
+    async def delete_bindings_for_aor(self, aor: str) -> int:
+        """Delete every binding of `aor`; how many went."""
+        async with self._write() as conn:
+            return (await conn.execute(bindings.delete().where(bindings.c.aor == aor))).rowcount
+
+    async def load_bindings(self, now: float) -> list[Binding]:
+        """Unexpired bindings (``expires_at > now``), by aor then contact."""
+        stmt = (
+            bindings.select()
+            .where(bindings.c.expires_at > now)
+            .order_by(bindings.c.aor, bindings.c.contact_uri)
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [_binding_from_row(row) for row in rows]
+
+    async def purge_expired_bindings(self, now: float) -> int:
+        """Delete bindings with ``expires_at <= now``; how many went."""
+        async with self._write() as conn:
+            stmt = bindings.delete().where(bindings.c.expires_at <= now)
+            return (await conn.execute(stmt)).rowcount
+
+    async def apply_binding_changes(
+        self, upserts: Iterable[Binding], deletes: Iterable[BindingKey | tuple[str, str]]
+    ) -> None:
+        """A registrar batch in one transaction: at most two executemany statements.
+
+        Deletes run first, then upserts; a background writer that coalesces changes by key
+        (last change wins) never puts one key in both lists.
+        """
+        delete_params = [{"k_aor": aor, "k_contact": contact} for aor, contact in deletes]
+        upsert_params = [_binding_values(b) for b in upserts]
+        if not delete_params and not upsert_params:
+            return
+        async with self._write() as conn:
+            if delete_params:
+                stmt = bindings.delete().where(
+                    bindings.c.aor == sa.bindparam("k_aor"),
+                    bindings.c.contact_uri == sa.bindparam("k_contact"),
+                )
+                await conn.execute(stmt, delete_params)
+            if upsert_params:
+                await conn.execute(self._upsert_binding_stmt, upsert_params)
+
+    # ----------------------------------------------------------------------------- tokens
+
+    async def create_api_token(self, name: str, token_hash: str, role: TokenRole) -> ApiToken:
+        """Store a token digest; `AlreadyExists` if the digest is already stored."""
+        if role not in TOKEN_ROLES:
+            raise InvalidValue(f"role must be one of {sorted(TOKEN_ROLES)}, not {role!r}")
+        if not re.fullmatch(r"[0-9a-f]{64}", token_hash):
+            raise InvalidValue("token_hash must be a lowercase SHA-256 hex digest")
+        values = {
+            "name": name,
+            "token_hash": token_hash,
+            "role": role,
+            "created_at": self._clock(),
+            "last_used_at": None,
+            "revoked": False,
+        }
+        async with self._write(conflict="an API token with this hash already exists") as conn:
+            stmt = api_tokens.insert().values(values).returning(api_tokens)
+            row = (await conn.execute(stmt)).one()
+        return _token_from_row(row)
+
+    async def find_api_token(self, token_hash: str) -> ApiToken | None:
+        """The unrevoked token with this digest; revoked tokens are invisible here."""
+        stmt = api_tokens.select().where(
+            api_tokens.c.token_hash == token_hash, api_tokens.c.revoked.is_(False)
+        )
+        async with self._read() as conn:
+            row = (await conn.execute(stmt)).one_or_none()
+        return None if row is None else _token_from_row(row)
+
+    async def touch_api_token(self, token_id: int, now: float) -> None:
+        """Set ``last_used_at``; unknown ids are ignored (a revoke may have raced)."""
+        stmt = api_tokens.update().where(api_tokens.c.id == token_id).values(last_used_at=now)
+        async with self._write() as conn:
+            await conn.execute(stmt)
+
+    async def list_api_tokens(self) -> list[ApiToken]:
+        """All tokens by id, revoked included (the admin page shows them)."""
+        async with self._read() as conn:
+            rows = (await conn.execute(api_tokens.select().order_by(api_tokens.c.id))).all()
+        return [_token_from_row(row) for row in rows]
+
+    async def revoke_api_token(self, token_id: int) -> None:
+        """Mark revoked (kept for the audit trail); `NotFound` if absent."""
+        stmt = (
+            api_tokens.update()
+            .where(api_tokens.c.id == token_id)
+            .values(revoked=True)
+            .returning(api_tokens.c.id)
+        )
+        async with self._write() as conn:
+            if (await conn.execute(stmt)).scalar_one_or_none() is None:
+                raise NotFound(f"no API token with id {token_id}")
+
+    # ------------------------------------------------------------------------------- bans
+
+    async def upsert_ban(self, ban: Ban) -> None:
+        """Insert or replace the ban for ``ban.source`` (one statement)."""
+        values = {name: getattr(ban, name) for name in _BAN_FIELDS}
+        values["detail"] = dict(ban.detail)
+        async with self._write() as conn:
+            await conn.execute(self._upsert_ban_stmt, values)
+
+    async def get_ban(self, source: str) -> Ban | None:
+        """The stored ban for `source`, active or not."""
+        async with self._read() as conn:
+            row = (await conn.execute(bans.select().where(bans.c.source == source))).one_or_none()
+        return None if row is None else _ban_from_row(row)
+
+    async def delete_ban(self, source: str) -> bool:
+        """Lift a ban; True if it existed."""
+        async with self._write() as conn:
+            return (await conn.execute(bans.delete().where(bans.c.source == source))).rowcount > 0
+
+    async def list_active_bans(self, now: float) -> list[Ban]:
+        """Permanent bans and bans ending after `now`, oldest first."""
+        stmt = (
+            bans.select()
+            .where(sa.or_(bans.c.until.is_(None), bans.c.until > now))
+            .order_by(bans.c.since, bans.c.source)
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [_ban_from_row(row) for row in rows]
+
+    async def purge_expired_bans(self, now: float) -> int:
+        """Delete bans with ``until <= now`` (permanent bans stay); how many went."""
+        stmt = bans.delete().where(bans.c.until.is_not(None), bans.c.until <= now)
+        async with self._write() as conn:
+            return (await conn.execute(stmt)).rowcount
+
+    # ---------------------------------------------------------------------- address lists
+
+    async def add_address(
+        self, kind: AddressListKind, network: str, note: str = ""
+    ) -> AddressListEntry:
+        """Add a canonicalised entry; `AlreadyExists` if (kind, network) is present."""
+        _check_kind(kind)
+        canonical = normalise_network(network)
+        values = {"kind": kind, "network": canonical, "note": note, "created_at": self._clock()}
+        async with self._write(conflict=f"{kind} already contains {canonical}") as conn:
+            stmt = address_lists.insert().values(values).returning(address_lists)
+            row = (await conn.execute(stmt)).one()
+        return _address_from_row(row)
+
+    async def remove_address(self, kind: AddressListKind, network: str) -> None:
+        """Remove an entry (matched in canonical form); `NotFound` if absent."""
+        _check_kind(kind)
+        canonical = normalise_network(network)
+        stmt = address_lists.delete().where(
+            address_lists.c.kind == kind, address_lists.c.network == canonical
+        )
+        async with self._write() as conn:
+            if (await conn.execute(stmt)).rowcount == 0:
+                raise NotFound(f"{kind} does not contain {canonical}")
+
+    async def list_addresses(self, kind: AddressListKind | None = None) -> list[AddressListEntry]:
+        """Entries of `kind` (or all), by kind then network."""
+        stmt = address_lists.select().order_by(address_lists.c.kind, address_lists.c.network)
+        if kind is not None:
+            _check_kind(kind)
+            stmt = stmt.where(address_lists.c.kind == kind)
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [_address_from_row(row) for row in rows]
+
+    # -------------------------------------------------------------------- security events
+
+    async def append_security_event(
+        self,
+        at: float,
+        kind: str,
+        source: str,
+        reason: str,
+        detail: Mapping[str, Any] | None = None,
+    ) -> SecurityEvent:
+        """Append one audit event and return it with its id."""
+        values = {
+            "at": at,
+            "kind": kind,
+            "source": source,
+            "reason": reason,
+            "detail": dict(detail or {}),
+        }
+        async with self._write() as conn:
+            stmt = security_events.insert().values(values).returning(security_events)
+            row = (await conn.execute(stmt)).one()
+        return _event_from_row(row)
+
+    async def list_security_events(
+        self, *, limit: int = 100, since: float | None = None
+    ) -> list[SecurityEvent]:
+        """Newest first; ``at >= since`` when given."""
+        if limit < 0:
+            raise InvalidValue("limit must not be negative")
+        stmt = (
+            security_events.select()
+            .order_by(security_events.c.at.desc(), security_events.c.id.desc())
+            .limit(limit)
+        )
+        if since is not None:
+            stmt = stmt.where(security_events.c.at >= since)
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [_event_from_row(row) for row in rows]
+
+    async def purge_security_events(self, before: float) -> int:
+        """Delete events with ``at < before``; how many went."""
+        async with self._write() as conn:
+            stmt = security_events.delete().where(security_events.c.at < before)
+            return (await conn.execute(stmt)).rowcount
+
+    # --------------------------------------------------------------------------- settings
+
+    async def get_setting(self, key: str) -> str | None:
+        """The value stored under `key`, or None."""
+        async with self._read() as conn:
+            result = await conn.execute(sa.select(settings.c.value).where(settings.c.key == key))
+            value: str | None = result.scalar_one_or_none()
+        return value
+
+    async def set_setting(self, key: str, value: str) -> None:
+        """Insert or replace (one statement)."""
+        params = {"key": key, "value": value, "updated_at": self._clock()}
+        async with self._write() as conn:
+            await conn.execute(self._upsert_setting_stmt, params)
+
+    async def delete_setting(self, key: str) -> bool:
+        """Remove `key`; True if it existed."""
+        async with self._write() as conn:
+            stmt = settings.delete().where(settings.c.key == key)
+            return (await conn.execute(stmt)).rowcount > 0
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in ADDRESS_LIST_KINDS:
+        raise InvalidValue(f"address list kind must be one of {sorted(ADDRESS_LIST_KINDS)}")
