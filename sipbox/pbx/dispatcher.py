@@ -1,0 +1,169 @@
+"""The PBX's front door: every SIP event from the endpoint arrives here first.
+
+It applies the checks every request gets before any feature sees it (RFC 3261 §8.2): the
+Request-URI scheme (416), unsupported `Require` option tags (420 with `Unsupported`),
+Max-Forwards exhausted on a request we would relay (483), a method nobody handles (501) or one
+we know but do not allow (405) — both with `Allow`. It answers out-of-dialog OPTIONS itself
+(statelessly, a 200 with Allow/Accept/Supported), then hands the request to the feature that
+registered for its method (registrar, calls...). Features register handlers, so `Allow` always
+tells the truth about what this server does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sipbox.sip.message import Request, Response
+from sipbox.sip.replies import make_response
+from sipbox.sip.uri import AbsoluteUri
+
+from .port import SipPort
+
+log = logging.getLogger("sipbox.pbx")
+
+# Methods of RFC 3261 and its common extensions: a request with one of these that no feature
+# handles gets 405 (known, not allowed here); anything else gets 501 (RFC 4475 §3.1.1.2).
+KNOWN_METHODS = frozenset(
+    {
+        "INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER", "PRACK", "UPDATE", "INFO",
+        "MESSAGE", "REFER", "NOTIFY", "SUBSCRIBE", "PUBLISH",
+    }
+)  # fmt: skip
+
+# Requests we answer as the target (never relayed), so Max-Forwards 0 is not an error for them.
+_TERMINATED_HERE = frozenset({"OPTIONS", "REGISTER", "ACK", "CANCEL"})
+
+ACCEPT = "application/sdp"
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """A received request with what the PBX knows of where it came from."""
+
+    request: Request
+    peer: object  # sipbox.sip.address.Peer
+    transaction: object | None = None
+
+
+RequestHandler = Callable[[RequestContext], None]
+EventHandler = Callable[[object], None]
+
+
+@dataclass(slots=True)
+class Dispatcher:
+    """Routes endpoint events to features; answers what no feature needs to see."""
+
+    port: SipPort
+    user_agent: str = "sipbox"
+    supported: set[str] = field(default_factory=set)
+    handlers: dict[str, RequestHandler] = field(default_factory=dict)
+    event_handlers: dict[type, EventHandler] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def allow_header(self) -> str:
+        methods = {"OPTIONS", *self.handlers}
+        if "INVITE" in methods:
+            methods |= {"ACK", "CANCEL"}
+        order = ["INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER", "PRACK", "UPDATE"]
+        ordered = [m for m in order if m in methods] + sorted(m for m in methods if m not in order)
+        return ", ".join(ordered)
+
+    def on_request(self, method: str, handler: RequestHandler) -> None:
+        """A feature takes every request of `method` that passed the common checks."""
+        self.handlers[method] = handler
+
+    def on_event(self, event_type: type, handler: EventHandler) -> None:
+        """A feature takes every endpoint event of `event_type` (responses, timeouts...)."""
+        self.event_handlers[event_type] = handler
+
+    # -- entry points --------------------------------------------------------------------
+    def handle_event(self, event: object) -> None:
+        """Called by the shell for every event the endpoint produces."""
+        request = getattr(event, "request", None)
+        if type(event).__name__ == "RequestReceived" and isinstance(request, Request):
+            self.handle_request(
+                RequestContext(request, getattr(event, "peer", None), _transaction_of(event))
+            )
+            return
+        handler = self.event_handlers.get(type(event))
+        if handler is not None:
+            handler(event)
+        else:
+            self._count("events_unhandled." + type(event).__name__)
+
+    def handle_request(self, ctx: RequestContext) -> None:
+        request = ctx.request
+        method = request.method
+        if method == "ACK":
+            handler = self.handlers.get("ACK")
+            if handler is not None:
+                handler(ctx)
+            return  # an ACK is never answered
+        if isinstance(request.uri, AbsoluteUri):
+            self.reply(ctx, 416)
+            return
+        unsupported = [t for t in request.option_tags("require") if t not in self.supported]
+        if unsupported and method != "CANCEL":
+            self.reply(ctx, 420, headers=[("Unsupported", ", ".join(unsupported))])
+            return
+        max_forwards = request.max_forwards
+        if max_forwards == 0 and method not in _TERMINATED_HERE:
+            self.reply(ctx, 483)
+            return
+        handler = self.handlers.get(method)
+        if handler is not None:
+            handler(ctx)
+            return
+        if method == "OPTIONS":
+            self.answer_options(ctx)
+        elif method in KNOWN_METHODS:
+            self.reply(ctx, 405, headers=[("Allow", self.allow_header())])
+        else:
+            self.reply(ctx, 501, headers=[("Allow", self.allow_header())])
+
+    def answer_options(self, ctx: RequestContext) -> None:
+        """§11.2: a 200 listing what we do; cheap because monitoring systems poll it."""
+        headers = [("Allow", self.allow_header()), ("Accept", ACCEPT)]
+        if self.supported:
+            headers.append(("Supported", ", ".join(sorted(self.supported))))
+        headers.append(("Server", self.user_agent))
+        self.reply(ctx, 200, headers=headers)
+
+    def reply(
+        self,
+        ctx: RequestContext,
+        status: int,
+        reason: str | None = None,
+        *,
+        headers: list[tuple[str, str]] | None = None,
+        to_tag: str | None = None,
+    ) -> Response:
+        """Answer a request through its server transaction."""
+        response = make_response(
+            ctx.request,
+            status,
+            reason,
+            to_tag=to_tag or _tag_for(ctx.request),
+            headers=headers or [],
+        )
+        self._count(f"responses.{status}")
+        self.port.send_response(response)
+        return response
+
+    def _count(self, key: str) -> None:
+        self.counters[key] = self.counters.get(key, 0) + 1
+
+
+def _transaction_of(event: object) -> object | None:
+    return getattr(event, "transaction", None)
+
+
+def _tag_for(request: Request) -> str:
+    """A stable To-tag for locally generated final responses: retransmitted requests that reach
+    us again (after the transaction ended) get the same tag. Derived from Call-ID and branch."""
+    via = request.headers.get("via") or ""
+    seed = f"{request.call_id}|{via}".encode("utf-8", "surrogateescape")
+    return hashlib.blake2s(seed, digest_size=6).hexdigest()
