@@ -81,7 +81,6 @@ class LiveBinding:
         "aor",
         "call_id",
         "connection_id",
-        "contact",
         "contact_uri",
         "cseq",
         "expires_at",
@@ -92,6 +91,7 @@ class LiveBinding:
         "reg_id",
         "source",
         "updated_at",
+        "uri",
         "user_agent",
         "user_number",
     )
@@ -102,7 +102,7 @@ class LiveBinding:
         aor: str,
         user_number: str,
         contact_uri: str,
-        contact: SipUri,
+        uri: SipUri,
         call_id: str,
         cseq: int,
         expires_at: float,
@@ -119,7 +119,7 @@ class LiveBinding:
         self.aor = aor
         self.user_number = user_number
         self.contact_uri = contact_uri
-        self.contact = contact
+        self.uri = uri
         self.call_id = call_id
         self.cseq = cseq
         self.expires_at = expires_at
@@ -133,7 +133,12 @@ class LiveBinding:
         self.path = path
         self.updated_at = updated_at
 
-    # Names the API engineer's views read (`Binding`-like).
+    # Names the API's `BindingView` reads.
+    @property
+    def contact(self) -> str:
+        """The Contact URI as registered (text); `uri` is the parsed form."""
+        return self.contact_uri
+
     @property
     def number(self) -> str:
         return self.user_number
@@ -195,7 +200,7 @@ class LiveBinding:
             aor=record.aor,
             user_number=record.user_number,
             contact_uri=record.contact_uri,
-            contact=contact,
+            uri=contact,
             call_id=record.call_id,
             cseq=record.cseq,
             expires_at=record.expires_at,
@@ -226,7 +231,7 @@ def behind_nat(binding: LiveBinding, nat_mode: str = "auto") -> bool:
         return False
     if binding.reg_id is not None:
         return True
-    host = binding.contact.host_bare
+    host = binding.uri.host_bare
     if not is_ip_literal(host):
         # A name we would have to resolve on the SIP path: the source is the safe choice
         # for a phone, and a third-party registrar names a public host rarely seen here.
@@ -258,14 +263,14 @@ class Target:
 def binding_target(binding: LiveBinding, nat_mode: str = "auto") -> Target:
     """The target of a registered contact (§16.5: the Request-URI is the contact)."""
     nat = behind_nat(binding, nat_mode)
-    if nat or not is_ip_literal(binding.contact.host_bare):
+    if nat or not is_ip_literal(binding.uri.host_bare):
         destination = binding.source
         connection_id = binding.connection_id if destination.is_stream else None
     else:
-        destination = contact_address(binding.contact)
+        destination = contact_address(binding.uri)
         same_flow = destination == binding.source
         connection_id = binding.connection_id if same_flow and destination.is_stream else None
-    return Target(str(binding.contact), destination, connection_id, binding, nat)
+    return Target(str(binding.uri), destination, connection_id, binding, nat)
 
 
 def parse_static_contact(text: str) -> Address | None:

@@ -247,7 +247,7 @@ class Registrar:
                     aor=self.aor(number),
                     user_number=number,
                     contact_uri=str(contact_uri),
-                    contact=contact_uri,
+                    uri=contact_uri,
                     call_id=call_id,
                     cseq=cseq,
                     expires_at=now + expires,
@@ -271,7 +271,7 @@ class Registrar:
                 if text != binding.contact_uri:  # same contact, spelled differently
                     self._pending_deletes.add((binding.aor, binding.contact_uri))
                 binding.contact_uri = text
-                binding.contact = contact_uri
+                binding.uri = contact_uri
                 binding.call_id = call_id
                 binding.cseq = cseq
                 binding.expires_at = now + expires
@@ -465,7 +465,7 @@ class Registrar:
             binding = LiveBinding.from_record(record)
             if binding is None:
                 continue
-            self._insert(binding, contact_key(binding.contact), persist=False)
+            self._insert(binding, contact_key(binding.uri), persist=False)
             restored += 1
         log.info("restored %d registrations", restored)
         return restored

@@ -23,7 +23,7 @@ def binding(contact: str, source: Address, reg_id: int | None = None, conn=None)
         aor="sip:1001@pbx.test",
         user_number="1001",
         contact_uri=str(uri),
-        contact=uri,
+        uri=uri,
         call_id="c",
         cseq=1,
         expires_at=100.0,

@@ -110,7 +110,7 @@ async def test_max_contacts_replaces_the_oldest(store) -> None:
         pbx.clock.t += 10
         ua = UA(pbx, "1003", source=Address("udp", "198.51.100.7", 6000 + i))
         assert ua.register().status == 200
-    ports = sorted(b.contact.port for b in pbx.registrar.bindings_for("1003"))
+    ports = sorted(b.uri.port for b in pbx.registrar.bindings_for("1003"))
     assert ports == [6001, 6002]
 
 
