@@ -17,7 +17,7 @@ from sipbox.config import Settings
 from sipbox.sip.digest import NonceService
 from sipbox.storage.interface import Store
 
-from .auth import AuthGuard, Authenticator, load_nonce_secret
+from .auth import Authenticator, AuthGuard, load_nonce_secret
 from .dispatcher import Dispatcher
 from .keepalive import KeepAlive
 from .registrar import Registrar
