@@ -16,10 +16,13 @@ class SipError(Exception):
 class RemoteProtocolError(SipError):
     """The peer sent something we cannot accept; `status_hint` is the response to send."""
 
-    def __init__(self, reason: str, status_hint: int = 400) -> None:
+    def __init__(self, reason: str, status_hint: int = 400, partial: object = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status_hint = status_hint
+        # A request whose start line was refused (bad version, stray spaces...) but whose
+        # headers may still be good enough to answer it statelessly (RFC 4475 §3.1.2.16).
+        self.partial = partial
 
 
 class LocalProtocolError(SipError):

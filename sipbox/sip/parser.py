@@ -76,19 +76,34 @@ def parse_message(
         message = Response(status, m.group(3), None, body)
     else:
         m = _REQUEST_LINE_RE.match(start_line)
+        problem: tuple[str, int] | None = None
         if m is None:
-            raise RemoteProtocolError("malformed request line")
-        method, uri_text, version = m.groups()
-        if version != "SIP/2.0":
-            raise RemoteProtocolError("SIP version not supported", 505)
-        if not METHOD_RE.match(method):
-            raise RemoteProtocolError("malformed method")
-        if uri_text.startswith("<"):
-            raise RemoteProtocolError("Request-URI enclosed in <>")
+            problem = ("malformed request line", 400)
+        else:
+            method, uri_text, version = m.groups()
+            if version != "SIP/2.0":
+                problem = ("SIP version not supported", 505)
+            elif not METHOD_RE.match(method):
+                problem = ("malformed method", 400)
+            elif uri_text.startswith("<"):
+                problem = ("Request-URI enclosed in <>", 400)
+        if problem is not None:
+            raise RemoteProtocolError(*problem, partial=_partial(start_line, header_text, body))
         message = Request(method, uri_text, None, body)
     message._headers = None
     message._raw_headers = header_text
     return message
+
+
+def _partial(start_line: str, header_text: str, body: bytes) -> Request:
+    """A stand-in request for answering one whose start line we refuse: the endpoint can copy
+    its Via/From/To/Call-ID/CSeq into a stateless error response."""
+    first = start_line.split(" ", 1)[0]
+    method = first if METHOD_RE.match(first) else "UNKNOWN"
+    partial = Request(method, "sip:invalid", None, body)
+    partial._headers = None
+    partial._raw_headers = header_text
+    return partial
 
 
 def _body(head: str, rest: bytes, stream: bool) -> bytes:

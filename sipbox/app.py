@@ -1,0 +1,226 @@
+"""The composition root: reads nothing itself, builds every part from `Settings`, runs them.
+
+This is the one module that chooses concrete classes (the store, the transport, uvloop) and
+wires them: transport -> pump -> endpoint -> PBX dispatcher -> features. Tests start the real
+server through `sipbox serve` in a subprocess, or in-process through `Server`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sipbox import __version__
+from sipbox.config import Settings
+from sipbox.pbx.dispatcher import Dispatcher
+from sipbox.pbx.registration import RegistrationService
+from sipbox.sip.address import Address
+from sipbox.sip.endpoint import Endpoint
+from sipbox.storage import open_store
+from sipbox.transport import tlscert
+from sipbox.transport.advertise import Advertiser
+from sipbox.transport.layer import TransportLayer
+from sipbox.transport.pump import SipPump
+
+log = logging.getLogger("sipbox")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line (`[server] log_format = "json"`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.server.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.server.log_level.upper())
+
+
+def effective_domain(settings: Settings) -> str:
+    """The SIP domain (and digest realm): configured, else the first specific listen address,
+    else this machine's primary address (what phones are usually told to register to)."""
+    if settings.sip.domain:
+        return settings.sip.domain
+    for spec in settings.sip.listen:
+        if spec.host not in ("0.0.0.0", "::", ""):
+            return spec.host
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))  # TEST-NET: no packet is sent by connect()
+            return str(s.getsockname()[0])
+    except OSError:
+        return "127.0.0.1"
+
+
+class Server:
+    """A running sipbox: start(), then stop(). Holds every long-lived part."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.domain = effective_domain(settings)
+        self.state_dir = Path(settings.server.state_dir)
+        self.transport: TransportLayer | None = None
+        self.endpoint: Endpoint | None = None
+        self.pump: SipPump | None = None
+        self.dispatcher: Dispatcher | None = None
+        # Registration (issue 3); the API reads store/users/registrar/auth.
+        self.store: Any = None
+        self.registration: RegistrationService | None = None
+        self.users: Any = None
+        self.registrar: Any = None
+        self.auth: Any = None
+        self.started_at = time.time()
+
+    async def start(self) -> None:
+        settings = self.settings
+        sip = settings.sip
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        advertiser: list[Advertiser] = []
+
+        def local_address(destination: Address) -> Address:
+            return advertiser[0](destination)
+
+        self.endpoint = Endpoint(
+            id_source=lambda: secrets.token_hex(8),
+            local_address=local_address,
+            t1=sip.t1,
+            t2=sip.t2,
+            t4=sip.t4,
+            max_message_size=sip.max_message_size,
+            max_headers=sip.max_headers,
+            user_agent=sip.user_agent,
+        )
+        self.pump = SipPump(
+            self.endpoint, local_address=local_address, trace=settings.server.sip_trace
+        )
+        self.dispatcher = Dispatcher(port=self.pump, user_agent=sip.user_agent)
+        await self._start_registration()
+        self.transport = TransportLayer(
+            sip.listen,
+            self.pump.on_message,
+            tls_context=self._tls_context(),
+            client_tls_context=tlscert.client_context(verify=False),
+            max_message_size=sip.max_message_size,
+            connect_timeout=sip.tcp_connect_timeout,
+            idle_timeout=sip.tcp_idle_timeout or None,
+            max_connections_per_source=sip.max_connections_per_source or 1_000_000,
+            on_send_error=self.pump.on_send_error,
+        )
+        self.pump.attach(self.transport, self.dispatcher.handle_event)
+        await self.transport.start()
+        advertiser.append(
+            Advertiser(
+                self.transport.listening,
+                external_address=sip.external_address,
+                local_networks=[str(n) for n in sip.local_networks],
+            )
+        )
+        log.info("sipbox %s starting (pid %d)", __version__, os.getpid())
+        log.info("SIP domain and realm: %s", self.domain)
+        for address in self.transport.listening:
+            log.info("listening on %s", address)
+        log.info("state directory: %s", self.state_dir.resolve())
+        gc.collect()
+        gc.freeze()  # start-up objects never need scanning again (fewer, shorter GC pauses)
+
+    def _tls_context(self):  # type: ignore[no-untyped-def]
+        if not any(spec.transport == "tls" for spec in self.settings.sip.listen):
+            return None
+        tls = self.settings.tls
+        if tls.cert and tls.key:
+            return tlscert.server_context(tls.cert, tls.key)
+        cert = self.state_dir / "tls" / "cert.pem"
+        key = self.state_dir / "tls" / "key.pem"
+        if not cert.exists() or not key.exists():
+            cert.parent.mkdir(parents=True, exist_ok=True)
+            tlscert.ensure_self_signed(cert, key, self.domain)
+            log.info("generated a self-signed TLS certificate for development: %s", cert)
+        return tlscert.server_context(cert, key)
+
+    async def _start_registration(self) -> None:
+        """Store, users, auth, registrar: loaded before the transport takes traffic."""
+        settings = self.settings
+        url = settings.database.url or f"sqlite:///{self.state_dir}/sipbox.db"
+        if self.store is None:
+            self.store = open_store(url)
+            await self.store.migrate()
+        assert self.dispatcher is not None
+        service = RegistrationService(
+            settings,
+            domain=self.domain,
+            state_dir=self.state_dir,
+            store=self.store,
+            dispatcher=self.dispatcher,
+            guard=getattr(self, "guard", None),
+        )
+        await service.load()
+        service.start()
+        self.registration = service
+        self.users, self.registrar, self.auth = service.users, service.registrar, service.auth
+
+    async def stop(self) -> None:
+        if self.transport is not None:
+            await self.transport.stop()
+        if self.pump is not None:
+            self.pump.close()
+        if self.registration is not None:
+            await self.registration.stop()  # flushes queued binding changes
+            self.registration = None
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
+        log.info("sipbox stopped")
+
+
+async def run(settings: Settings) -> None:
+    """Start, wait for SIGINT/SIGTERM, stop."""
+    server = Server(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    log.info("ready")
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+
+
+def serve(settings: Settings) -> None:
+    """Blocking entry point of `sipbox serve`: uvloop on Linux, the default loop elsewhere."""
+    configure_logging(settings)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a hard dependency on Linux
+        asyncio.run(run(settings))
+    else:
+        uvloop.run(run(settings))
