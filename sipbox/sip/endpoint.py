@@ -223,28 +223,37 @@ class Endpoint:
             self._discard(peer, exc.reason, exc.status_hint)
 
     def _receive_request(self, request: Request, peer: Peer, now: float) -> None:
+        method = request.method
+        is_ack = method == "ACK"
+        # Fast path for retransmissions (the bulk of traffic under loss or attack): with an
+        # RFC 3261 branch the key needs only the top Via, so a known transaction is found
+        # before the full check_request() of every mandatory header.
+        try:
+            via: Via | None = request.top_via
+        except RemoteProtocolError:
+            via = None
+        if (
+            via is not None
+            and _has_cookie(via)
+            and self._match_request(
+                _key_3261(via, "INVITE" if is_ack else method), request, is_ack, now, checked=False
+            )
+        ):
+            return
         try:
             check_request(request)
         except RemoteProtocolError as exc:
             self._reject(request, peer, exc)
             return
-        method = request.method
         via = request.top_via
-        is_ack = method == "ACK"
-        key = _server_key(request, via, "INVITE" if is_ack else method)
-        tx = self._servers.get(key)
-        if tx is not None:
-            self._server_input(tx, Input.ACK if is_ack else Input.REQUEST, now, ack=request)
-            return
-        found, entry = self._server_store.lookup(key)
-        if found:
-            # Completed non-INVITE (J): send the final response again; Confirmed INVITE (I):
-            # absorb. An ACK never gets a response.
-            if entry is not None and not is_ack:
-                self._resend(entry)
-            else:
-                self.stats.absorbed += 1
-            return
+        if not _has_cookie(via):
+            key = _server_key(request, via, "INVITE" if is_ack else method)
+            if self._match_request(key, request, is_ack, now, checked=True):
+                return
+        else:
+            key = _key_3261(via, "INVITE" if is_ack else method)
+            if is_ack and self._match_request(key, request, is_ack, now, checked=True):
+                return  # an ACK the Accepted state passes up (RFC 6026)
         invite_key = _server_key(request, via, "INVITE") if method == "CANCEL" else None
         via = _fix_via(request, via, peer)
         if is_ack:
@@ -274,28 +283,53 @@ class Endpoint:
                 tx.last_response = trying
                 self._send(trying, destination, connection_id)
 
+    def _match_request(
+        self, key: str, request: Request, is_ack: bool, now: float, *, checked: bool
+    ) -> bool:
+        """Feed `request` to the transaction `key` names, live or compact; False if none."""
+        tx = self._servers.get(key)
+        if tx is not None:
+            if is_ack and not checked and tx.state is State.ACCEPTED:
+                return False  # this ACK goes to the TU: check it first
+            self._server_input(tx, Input.ACK if is_ack else Input.REQUEST, now, ack=request)
+            return True
+        found, entry = self._server_store.lookup(key)
+        if not found:
+            return False
+        # Completed non-INVITE (J): send the final response again; Confirmed INVITE (I):
+        # absorb. An ACK never gets a response.
+        if entry is not None and not is_ack:
+            self._resend(entry)
+        else:
+            self.stats.absorbed += 1
+        return True
+
     def _receive_response(self, response: Response, peer: Peer, now: float) -> None:
+        try:
+            key = f"{response.top_via.branch or ''} {response.cseq.method}"
+        except RemoteProtocolError as exc:
+            self._discard(peer, f"bad response: {exc.reason}", None)
+            return
+        found, entry = self._client_store.lookup(key)
+        if found:
+            # Completed INVITE (D): a final response again gets the ACK again; Completed
+            # non-INVITE (K): absorb. Nothing reaches the TU, so no full check is needed.
+            if entry is not None and response.status >= 300:
+                self._resend(entry)
+            else:
+                self.stats.absorbed += 1
+            return
         try:
             check_response(response)
         except RemoteProtocolError as exc:
             self._discard(peer, f"bad response: {exc.reason}", None)
             return
         method = response.cseq.method
-        key = f"{response.top_via.branch or ''} {method}"
         tx = self._clients.get(key)
         if tx is not None:
             self._client_input(
                 tx, classify_response(response.status), now, response=response, peer=peer
             )
-            return
-        found, entry = self._client_store.lookup(key)
-        if found:
-            # Completed INVITE (D): a final response again gets the ACK again; Completed
-            # non-INVITE (K): absorb.
-            if entry is not None and response.status >= 300:
-                self._resend(entry)
-            else:
-                self.stats.absorbed += 1
             return
         if method == "INVITE" and 200 <= response.status < 300:
             # A 2xx retransmission after the transaction ended: the TU must ACK it (§13.2.2.4).
