@@ -561,3 +561,29 @@ def test_mutated_messages_never_raise(base: bytes, cuts: list[tuple[int, bytes]]
     link.receive(data)
     link.run_until(100)
     assert link.ep.transactions_live <= 1  # at most the request's server transaction, unanswered
+
+
+def test_ack_reusing_the_invite_branch_in_accepted_reaches_the_tu_once() -> None:
+    link = Link()
+    link.receive(request_bytes())
+    (invite,) = link.take_events()
+    assert isinstance(invite, RequestReceived)
+    link.send_response(answer(invite.request, 200), invite.transaction)
+    link.receive(request_bytes("ACK", cseq="1 ACK", to="<sip:b@x>;tag=srv"))  # same branch
+    (event,) = link.take_events()
+    assert isinstance(event, AckReceived)
+    link.receive(request_bytes("ACK", cseq="x ACK", to="<sip:b@x>;tag=srv"))  # broken: dropped
+    assert [type(e) for e in link.take_events()] == [MessageDiscarded]
+    assert link.take_sent()[-1][1].data.startswith(b"SIP/2.0 200")  # nothing sent for ACKs
+
+
+def test_retransmission_fast_path_skips_the_header_check() -> None:
+    link = Link()
+    link.receive(request_bytes("OPTIONS"))
+    (event,) = link.take_events()
+    assert isinstance(event, RequestReceived)
+    link.send_response(answer(event.request, 200), event.transaction)
+    first = link.take_sent()
+    # Same branch and sent-by: it is the same transaction, answered from the compact store.
+    link.receive(request_bytes("OPTIONS", call_id=""))
+    assert link.take_sent() == first and link.take_events() == []
