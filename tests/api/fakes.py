@@ -9,7 +9,7 @@ unknown rows comes from it.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from sipbox.sip.address import Address
@@ -84,6 +84,14 @@ class FakeDirectory:
         else:
             self.users[number] = user
 
+    async def refresh_many(self, numbers: Sequence[str]) -> None:
+        """The optional bulk form: one store scan instead of one query per user."""
+        self.refreshed.extend(numbers)
+        wanted = set(numbers)
+        for user in await self.store.list_users():
+            if user.number in wanted:
+                self.users[user.number] = user
+
     def forget(self, number: str) -> None:
         self.forgotten.append(number)
         self.users.pop(number, None)
@@ -122,3 +130,9 @@ class FakeServer:
     started_at: float = field(default_factory=lambda: time.time() - 42)
     transport: FakeTransport | None = field(default_factory=FakeTransport)
     endpoint: FakeEndpoint | None = field(default_factory=FakeEndpoint)
+
+
+class PlainDirectory(FakeDirectory):
+    """A directory with only the required `refresh` (no `refresh_many`)."""
+
+    refresh_many = None  # type: ignore[assignment]
