@@ -118,6 +118,18 @@ class UserDirectory:
         else:
             self.put(user)
 
+    async def refresh_many(self, numbers: Iterable[str]) -> None:
+        """`refresh` for many numbers (bulk provisioning): one read per number, one re-index."""
+        if self._store is None:
+            raise RuntimeError("UserDirectory.refresh_many needs a store")
+        for number in numbers:
+            user = await self._store.get_user_by_number(number)
+            if user is None:
+                self._by_number.pop(number, None)
+            else:
+                self._by_number[number] = user
+        self._reindex()
+
     def put(self, user: User) -> None:
         """Install or replace one user record (what `refresh` does after reading it)."""
         old = self._by_number.get(user.number)
