@@ -67,7 +67,8 @@ async def test_ip_authorized_uas_reachable_and_accepted(tmp_path) -> None:
         headers.add("To", f"<{target.request_uri}>")
         headers.add("Call-ID", "ipauth-probe-1")
         headers.add("CSeq", "1 OPTIONS")
-        server.pump.send_request(Request("OPTIONS", target.request_uri, headers), target.destination)
+        probe = Request("OPTIONS", target.request_uri, headers)
+        server.pump.send_request(probe, target.destination)
 
         # A request from its address claiming it: accepted without a challenge.
         gateway = DigestUA(server_info, "2000", "ignored", uas_host)
