@@ -25,7 +25,7 @@ fi
 cat >"$WORK/sipbox.toml" <<TOML
 [server]
 state_dir = "$WORK/var"
-log_level = "warning"
+log_level = "info"
 [sip]
 listen = ["udp:$HOST:$PORT"]
 domain = "$HOST"

@@ -116,3 +116,27 @@ def test_record_round_trip() -> None:
     again = LiveBinding.from_record(b.to_record())
     assert again is not None
     assert again.source == PUBLIC and again.reg_id == 2 and again.connection_id is None
+
+
+async def test_keepalive_pings_only_nated_udp_bindings(tmp_path) -> None:
+    from sipbox.pbx.keepalive import KeepAlive
+
+    from .regkit import UA, add_user, make_pbx, make_store
+
+    store = await make_store(tmp_path)
+    try:
+        await add_user(store, "1001")
+        pbx = await make_pbx(store)
+        nated = Address("udp", "203.0.113.5", 40000)
+        UA(pbx, source=nated).register(contacts=["<sip:1001@192.168.1.20:5060>"])
+        UA(pbx, source=Address("udp", "198.51.100.9", 5060)).register(
+            contacts=["<sip:1001@198.51.100.9:5060>"]
+        )
+        keepalive = KeepAlive(pbx.port, pbx.registrar, 60, from_uri="sip:ka@pbx.test")
+        [due] = keepalive.due()
+        keepalive.ping(due)
+        [(request, destination, _)] = pbx.port.requests
+        assert request.method == "OPTIONS" and destination == nated
+        assert request.uri_text == "sip:1001@192.168.1.20:5060"
+    finally:
+        await store.close()
