@@ -13,7 +13,9 @@ does not need the whole stack to import.
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +23,10 @@ from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from sipbox import __version__
 from sipbox.config import ConfigError, Settings, load_settings
@@ -250,10 +254,11 @@ def _read_token(path: Path) -> str | None:
 
 
 def _error_text(response: httpx.Response) -> str:
+    """One line for a person: the status and the API's ``error`` message (naming the field)."""
     detail: Any = None
     try:
         body = response.json()
-        detail = body.get("detail") if isinstance(body, dict) else body
+        detail = (body.get("error") or body.get("detail")) if isinstance(body, dict) else body
     except ValueError:
         detail = response.text.strip() or None
     status = f"{response.status_code} {response.reason_phrase}".strip()
@@ -298,6 +303,347 @@ def serve(config: ConfigOption = None) -> None:
 def version() -> None:
     """Print the sipbox version."""
     console.print(f"sipbox {__version__}", highlight=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Administrative commands: `sipbox user ...`, `sipbox reg ...`, `sipbox status`
+# --------------------------------------------------------------------------------------------
+
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print the API's JSON answer as is (for scripts).")
+]
+
+user_app = typer.Typer(help="Manage users (extensions).", no_args_is_help=True)
+reg_app = typer.Typer(help="Live registrations.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+app.add_typer(reg_app, name="reg")
+
+
+def _call(client: ApiClient, method: str, path: str, **kwargs: Any) -> Any:
+    """One API request; an API or connection error is printed and exits with status 1."""
+    try:
+        return client.request(method, path, **kwargs)
+    except ApiError as exc:
+        fail(str(exc))
+
+
+def _print_json(body: Any) -> None:
+    """The API's JSON, unmodified (indented), on stdout; nothing for an empty answer."""
+    if body is not None:
+        typer.echo(json.dumps(body, indent=2, ensure_ascii=False))
+
+
+def _yes_no(value: object) -> str:
+    if value is None:
+        return "[dim]-[/dim]"
+    return "[green]yes[/green]" if value else "[red]no[/red]"
+
+
+def _password_state(user: Mapping[str, Any]) -> str:
+    if not user.get("has_password"):
+        return "[dim]none[/dim]"
+    return "[yellow]stale[/yellow]" if user.get("password_stale") else "set"
+
+
+def _ask_password(number: str) -> str:
+    """Prompt twice without echo; refuse an empty password."""
+    password: str = typer.prompt(
+        f"Password for {number}", hide_input=True, confirmation_prompt=True
+    )
+    if not password:
+        fail("the password must not be empty (use --no-password for an IP-authorized user)")
+    return password
+
+
+def _user_line(user: Mapping[str, Any]) -> str:
+    parts = [f"user [bold]{escape(str(user['number']))}[/bold]"]
+    if user.get("display_name"):
+        parts.append(f"({escape(str(user['display_name']))})")
+    parts.append(f"password: {_password_state(user)}")
+    if user.get("ip_auth"):
+        parts.append(f"ip-auth: {escape(', '.join(user['ip_auth']))}")
+    if user.get("static_contact"):
+        parts.append(f"contact: {escape(str(user['static_contact']))}")
+    return " ".join(parts)
+
+
+@user_app.command("add")
+def user_add(
+    number: Annotated[str, typer.Argument(help="The user number (1001) or SIP user name.")],
+    password: Annotated[
+        str | None,
+        typer.Option("--password", "-p", help="Password; prompted for when omitted."),
+    ] = None,
+    no_password: Annotated[
+        bool,
+        typer.Option("--no-password", help="No password: an IP-authorized user (--ip-auth)."),
+    ] = False,
+    name: Annotated[str, typer.Option("--name", "-n", help="Display name.")] = "",
+    ip_auth: Annotated[
+        list[str] | None,
+        typer.Option("--ip-auth", help="Address or CIDR allowed without a password (repeat)."),
+    ] = None,
+    contact: Annotated[
+        str | None,
+        typer.Option("--contact", help="Static contact host:port[;transport=udp|tcp|tls]."),
+    ] = None,
+    nat: Annotated[str | None, typer.Option("--nat", help="auto, yes or no.")] = None,
+    max_contacts: Annotated[
+        int | None, typer.Option("--max-contacts", help="Most simultaneous registrations.")
+    ] = None,
+    disabled: Annotated[bool, typer.Option("--disabled", help="Create it disabled.")] = False,
+    json_output: JsonOption = False,
+    api_url: ApiUrlOption = None,
+    token: TokenOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Create a user. Changes are live at once (no restart)."""
+    if password is not None and no_password:
+        fail("--password and --no-password contradict each other", code=2)
+    client = api_client_or_exit(api_url, token, config)
+    body: dict[str, Any] = {"number": number, "display_name": name}
+    if not no_password:
+        body["password"] = password if password is not None else _ask_password(number)
+    if ip_auth:
+        body["ip_auth"] = list(ip_auth)
+    if contact is not None:
+        body["static_contact"] = contact
+    if nat is not None:
+        body["nat"] = nat
+    if max_contacts is not None:
+        body["max_contacts"] = max_contacts
+    if disabled:
+        body["enabled"] = False
+    created = _call(client, "POST", "/users", json=body)
+    if json_output:
+        _print_json(created)
+    else:
+        console.print(f"created {_user_line(created)}", highlight=False)
+
+
+@user_app.command("list")
+def user_list(
+    limit: Annotated[int, typer.Option("--limit", help="Most users to show (1-1000).")] = 1000,
+    offset: Annotated[int, typer.Option("--offset", help="Users to skip.")] = 0,
+    json_output: JsonOption = False,
+    api_url: ApiUrlOption = None,
+    token: TokenOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """List users with their live registration state."""
+    client = api_client_or_exit(api_url, token, config)
+    page = _call(client, "GET", "/users", params={"limit": limit, "offset": offset})
+    if json_output:
+        _print_json(page)
+        return
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("Number", "Name", "Enabled", "Password", "IP auth", "Contact", "Reg", "Up"):
+        table.add_column(column, no_wrap=column in ("Number", "Reg", "Up"))
+    for user in page["users"]:
+        table.add_row(
+            escape(user["number"]),
+            escape(user["display_name"]),
+            _yes_no(user["enabled"]),
+            _password_state(user),
+            escape(", ".join(user["ip_auth"])),
+            escape(user["static_contact"] or ""),
+            "-" if user["registrations"] is None else str(user["registrations"]),
+            _yes_no(user["reachable"]),
+        )
+    console.print(table)
+    shown = len(page["users"])
+    console.print(
+        f"[dim]{shown} of {page['total']} user(s)"
+        + (f", from offset {offset}" if offset else "")
+        + "[/dim]"
+    )
+
+
+@user_app.command("show")
+def user_show(
+    number: Annotated[str, typer.Argument(help="The user number.")],
+    json_output: JsonOption = False,
+    api_url: ApiUrlOption = None,
+    token: TokenOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Show one user (never its password)."""
+    client = api_client_or_exit(api_url, token, config)
+    user = _call(client, "GET", f"/users/{_segment(number)}")
+    if json_output:
+        _print_json(user)
+        return
+    table = Table(box=box.SIMPLE, show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for key, value in user.items():
+        if key == "has_password":
+            shown = _password_state(user)
+        elif isinstance(value, bool) or value is None:
+            shown = _yes_no(value)
+        elif isinstance(value, list):
+            shown = escape(", ".join(map(str, value))) or "[dim]-[/dim]"
+        elif key in ("created_at", "updated_at"):
+            shown = _when(value)
+        else:
+            shown = escape(str(value))
+        if key != "password_stale":
+            table.add_row("password" if key == "has_password" else key, shown)
+    console.print(table)
+
+
+@user_app.command("rm")
+def user_rm(
+    number: Annotated[str, typer.Argument(help="The user number.")],
+    json_output: JsonOption = False,
+    api_url: ApiUrlOption = None,
+    token: TokenOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Delete a user and unregister its phones."""
+    client = api_client_or_exit(api_url, token, config)
+    body = _call(client, "DELETE", f"/users/{_segment(number)}")
+    if json_output:
+        _print_json(body)
+    else:
+        console.print(f"deleted user [bold]{escape(number)}[/bold]", highlight=False)
+
+
+@user_app.command("passwd")
+def user_passwd(
+    number: Annotated[str, typer.Argument(help="The user number.")],
+    password: Annotated[
+        str | None,
+        typer.Option("--password", "-p", help="New password; prompted for when omitted."),
+    ] = None,
+    json_output: JsonOption = False,
+    api_url: ApiUrlOption = None,
+    token: TokenOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Set a user's password (also needed after the SIP domain changed)."""
+    client = api_client_or_exit(api_url, token, config)
+    if password is None:
+        password = _ask_password(number)
+    user = _call(client, "PATCH", f"/users/{_segment(number)}", json={"password": password})
+    if json_output:
+        _print_json(user)
+    else:
+        console.print(f"password set for {_user_line(user)}", highlight=False)
+
+
+@reg_app.command("list")
+def reg_list(
+    user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user.")] = None,
+    json_output: JsonOption = False,
+    api_url: ApiUrlOption = None,
+    token: TokenOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """List live registrations with source address, user agent and expiry."""
+    client = api_client_or_exit(api_url, token, config)
+    params = {"user": user} if user is not None else None
+    body = _call(client, "GET", "/registrations", params=params)
+    if json_output:
+        _print_json(body)
+        return
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("Number", "Contact", "Source", "User agent", "Expires in"):
+        table.add_column(column, no_wrap=column in ("Number", "Expires in"))
+    for reg in body["registrations"]:
+        table.add_row(
+            escape(reg["number"]),
+            escape(reg["contact"]),
+            escape(reg["source"]),
+            escape(reg["user_agent"] or ""),
+            f"{reg['expires_in']} s",
+        )
+    console.print(table)
+    console.print(f"[dim]{body['total']} registration(s)[/dim]")
+
+
+@reg_app.command("rm")
+def reg_rm(
+    number: Annotated[str, typer.Argument(help="The user number.")],
+    contact: Annotated[
+        str | None, typer.Option("--contact", help="Only this Contact URI (as listed).")
+    ] = None,
+    json_output: JsonOption = False,
+    api_url: ApiUrlOption = None,
+    token: TokenOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Unregister a user's phones (all of them, or one contact)."""
+    client = api_client_or_exit(api_url, token, config)
+    params = {"contact": contact} if contact is not None else None
+    body = _call(client, "DELETE", f"/registrations/{_segment(number)}", params=params)
+    if json_output:
+        _print_json(body)
+    else:
+        console.print(
+            f"removed {body['removed']} registration(s) of [bold]{escape(number)}[/bold]",
+            highlight=False,
+        )
+
+
+@app.command()
+def status(
+    json_output: JsonOption = False,
+    api_url: ApiUrlOption = None,
+    token: TokenOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Show the running server's version, uptime, listeners and counts."""
+    client = api_client_or_exit(api_url, token, config)
+    body = _call(client, "GET", "/status")
+    if json_output:
+        _print_json(body)
+        return
+    counts = body["counts"]
+    table = Table(box=box.SIMPLE, show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    table.add_row("version", escape(body["version"]))
+    table.add_row("uptime", _duration(body["uptime_seconds"]))
+    table.add_row("domain", escape(body["domain"]))
+    listeners = ", ".join(
+        f"{item['transport']}:{_hostport(item['host'], item['port'])}" for item in body["listeners"]
+    )
+    table.add_row("listening", escape(listeners) or "[dim]-[/dim]")
+    table.add_row("users", str(counts["users"]))
+    for key in ("registrations", "reachable"):
+        value = counts.get(key)
+        table.add_row(key, "[dim]-[/dim]" if value is None else str(value))
+    for name, value in (body.get("sip_counters") or {}).items():
+        table.add_row(f"sip {escape(name)}", str(value))
+    console.print(table)
+
+
+def _segment(value: str) -> str:
+    """Percent-encode a user number for use as one URL path segment."""
+    from urllib.parse import quote
+
+    return quote(value, safe="")
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _duration(seconds: float) -> str:
+    """``93784`` -> ``1d 2h 3m 4s``: how long the server has been up, for a person."""
+    rest = int(seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if rest >= size:
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    parts.append(f"{rest}s")
+    return " ".join(parts)
+
+
+def _when(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
 
 
 def main() -> None:
