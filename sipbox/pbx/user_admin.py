@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, Protocol
 
-from sipbox.sip.digest import compute_ha1
+from sipbox.pbx.users import HA1B_MD5, HA1B_SHA256, password_fields
 from sipbox.storage import InvalidValue, NewUser, NotFound, Store, User
 
 __all__ = [
@@ -180,19 +180,17 @@ def _split_hostport(original: str, hostport: str, default_port: int) -> tuple[st
     return host, int(port_text)
 
 
-def hash_password(number: str, realm: str, password: str) -> dict[str, str]:
-    """The store fields for a password: HA1 MD5 and SHA-256 for `realm`, and the realm itself.
+def hash_password(number: str, realm: str, password: str) -> dict[str, Any]:
+    """The store fields for a password: HA1 MD5 and SHA-256 for `realm`, the realm itself, and
+    a ``settings`` fragment with the ``number@realm`` username variants.
 
     Both algorithms are always stored so that switching ``auth.algorithms`` needs no new
-    passwords (RFC 8760 clients pick SHA-256, older ones MD5).
+    passwords (RFC 8760 clients pick SHA-256, older ones MD5). The hashing itself is the
+    directory's `password_fields`, so the API stores exactly what the authenticator verifies.
     """
     if not password:
         raise UserFieldError("password", "must not be empty (omit it for no password)")
-    return {
-        "ha1_md5": compute_ha1(number, realm, password, "MD5"),
-        "ha1_sha256": compute_ha1(number, realm, password, "SHA-256"),
-        "realm": realm,
-    }
+    return password_fields(number, realm, password)
 
 
 # ---------------------------------------------------------------------------------- service
@@ -269,7 +267,7 @@ class UserAdmin:
     def new_user(self, number: str, fields: Mapping[str, Any]) -> NewUser:
         """Validate and hash one user's fields into a `NewUser` (no store access)."""
         number = check_number(number)
-        values = self._store_values(number, fields)
+        values = self._store_values(number, fields, {})
         return NewUser(number=number, **values)
 
     async def create(self, number: str, fields: Mapping[str, Any]) -> User:
@@ -308,7 +306,7 @@ class UserAdmin:
         are bound to it, and phones are provisioned with it.
         """
         current = await self._get(number)
-        values = self._store_values(number, changes)
+        values = self._store_values(number, changes, current.settings)
         user = await self._store.update_user(current.id, values) if values else current
         await self._refresh(number)
         return user
@@ -337,7 +335,11 @@ class UserAdmin:
         if self._directory is not None:
             await self._directory.refresh(number)
 
-    def _store_values(self, number: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+    def _store_values(
+        self, number: str, fields: Mapping[str, Any], current_settings: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Validated store fields; `current_settings` is merged when the password changes,
+        because the ``number@realm`` hashes live in ``settings`` next to other keys."""
         unknown = set(fields) - _SETTABLE
         if unknown:
             name = sorted(unknown)[0]
@@ -345,12 +347,18 @@ class UserAdmin:
         values = dict(fields)
         if "password" in values:
             password = values.pop("password")
+            settings = {**current_settings, **(values.get("settings") or {})}
             if password is None:
                 values.update(ha1_md5=None, ha1_sha256=None, realm=None)
+                settings.pop(HA1B_MD5, None)
+                settings.pop(HA1B_SHA256, None)
             elif not isinstance(password, str):
                 raise UserFieldError("password", "must be a string")
             else:
-                values.update(hash_password(number, self._realm, password))
+                hashed = hash_password(number, self._realm, password)
+                settings.update(hashed.pop("settings"))
+                values.update(hashed)
+            values["settings"] = settings
         if "ip_auth" in values:
             values["ip_auth"] = normalise_ip_auth(values["ip_auth"] or ())
         if values.get("static_contact") is not None:

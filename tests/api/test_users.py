@@ -39,6 +39,10 @@ async def test_create_hashes_password_for_realm(
     assert stored.realm == "pbx.test"
     assert stored.ha1_md5 == compute_ha1("1001", "pbx.test", SECRET, "MD5")
     assert stored.ha1_sha256 == compute_ha1("1001", "pbx.test", SECRET, "SHA-256")
+    # The number@realm variants the authenticator uses for phones sending that username form.
+    at = "1001@pbx.test"
+    assert stored.settings["ha1b_md5"] == compute_ha1(at, "pbx.test", SECRET, "MD5")
+    assert stored.settings["ha1b_sha256"] == compute_ha1(at, "pbx.test", SECRET, "SHA-256")
     assert directory.refreshed == ["1001"]
     assert "1001" in directory.users
 
@@ -222,6 +226,7 @@ async def test_patch_password_set_and_remove(client: httpx.AsyncClient, store: S
     assert body["has_password"] is False
     stored = await store.get_user_by_number("1001")
     assert stored is not None and stored.ha1_md5 is None and stored.ha1_sha256 is None
+    assert "ha1b_md5" not in stored.settings and "ha1b_sha256" not in stored.settings
 
 
 async def test_patch_disable_refreshes_directory(
@@ -385,6 +390,7 @@ async def test_password_and_hashes_never_appear_in_any_response(
         assert password not in text
         assert stored.ha1_md5 not in text
         assert stored.ha1_sha256 not in text
+        assert stored.settings["ha1b_md5"] not in text
         assert not _keys(json.loads(text)) & {"password", "ha1_md5", "ha1_sha256", "realm"}
 
 
