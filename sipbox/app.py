@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from sipbox import __version__
+from sipbox.api import ApiHandle, ensure_admin_token, start_api
 from sipbox.config import Settings
 from sipbox.pbx.dispatcher import Dispatcher
 from sipbox.pbx.registration import RegistrationService
+from sipbox.pbx.user_admin import warn_stale_realm_users
 from sipbox.sip.address import Address
 from sipbox.sip.endpoint import Endpoint
 from sipbox.storage import open_store
@@ -61,6 +63,11 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.server.log_level.upper())
+    # Libraries' start-up chatter (migrations, HTTP access lines) is not an administrator's
+    # business unless they ask for debug.
+    if settings.server.log_level != "debug":
+        for name in ("alembic", "uvicorn.access", "uvicorn.error"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def effective_domain(settings: Settings) -> str:
@@ -96,12 +103,16 @@ class Server:
         self.users: Any = None
         self.registrar: Any = None
         self.auth: Any = None
+        self.api: ApiHandle | None = None
         self.started_at = time.time()
 
     async def start(self) -> None:
         settings = self.settings
         sip = settings.sip
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        log.info("sipbox %s starting (pid %d)", __version__, os.getpid())
+        log.info("SIP domain and realm: %s", self.domain)
+        log.info("state directory: %s", self.state_dir.resolve())
         advertiser: list[Advertiser] = []
 
         def local_address(destination: Address) -> Address:
@@ -122,6 +133,8 @@ class Server:
         )
         self.dispatcher = Dispatcher(port=self.pump, user_agent=sip.user_agent)
         await self._start_registration()
+        admin_token = await ensure_admin_token(self.store, self.state_dir)
+        await warn_stale_realm_users(self.store, self.domain)
         self.transport = TransportLayer(
             sip.listen,
             self.pump.on_message,
@@ -142,11 +155,14 @@ class Server:
                 local_networks=[str(n) for n in sip.local_networks],
             )
         )
-        log.info("sipbox %s starting (pid %d)", __version__, os.getpid())
-        log.info("SIP domain and realm: %s", self.domain)
-        for address in self.transport.listening:
-            log.info("listening on %s", address)
-        log.info("state directory: %s", self.state_dir.resolve())
+        self.api = await start_api(self, settings)
+        if admin_token is not None:
+            token_file = self.state_dir / "admin-token"
+            print(
+                f"\nAdmin API token (shown once; also saved in {token_file}):\n  {admin_token}\n",
+                file=sys.stderr,
+                flush=True,
+            )
         gc.collect()
         gc.freeze()  # start-up objects never need scanning again (fewer, shorter GC pauses)
 
@@ -186,6 +202,9 @@ class Server:
         self.users, self.registrar, self.auth = service.users, service.registrar, service.auth
 
     async def stop(self) -> None:
+        if self.api is not None:
+            await self.api.stop()
+            self.api = None
         if self.transport is not None:
             await self.transport.stop()
         if self.pump is not None:

@@ -138,10 +138,14 @@ def test_torture_and_mutations_do_not_hurt(sipbox_server: RunningServer) -> None
                     sock.recv(65535)  # drain answers so our buffer never fills
             except BlockingIOError:
                 pass
-    r = final_response(
-        udp_exchange(host, port, options_request(host, port, branch="z9hG4bKafter"), timeout=5)
-    )
-    assert r is not None and r.status == 200
+    # The server works through its backlog (2 shared cores), then must answer again.
+    answered = None
+    for attempt in range(15):
+        request = options_request(host, port, branch=f"z9hG4bKafter{attempt}")
+        answered = final_response(udp_exchange(host, port, request, timeout=2))
+        if answered is not None:
+            break
+    assert answered is not None and answered.status == 200
     assert sipbox_server.alive()
 
 
