@@ -107,6 +107,7 @@ class Endpoint:
         "_clients",
         "_config",
         "_events",
+        "_force_rport",
         "_guards",
         "_heap",
         "_id_source",
@@ -140,7 +141,12 @@ class Endpoint:
         timer_c: float = 180.0,
         timer_d: float = 32.0,
         wheel_resolution: float = 0.125,
+        force_rport: bool = True,
     ) -> None:
+        """`force_rport` (the default, like Asterisk's and Kamailio's `force_rport()`) treats
+        every UDP request as if its Via had `rport`, so responses go back to the source port
+        even for clients behind NAT that do not implement RFC 3581. Set it to False for the
+        letter of §18.2.2 (received + sent-by port)."""
         self._id_source = id_source
         self._local_address = local_address
         self._config = TimerConfig(t1, t2, t4, timer_c=timer_c, timer_d=timer_d)
@@ -150,6 +156,7 @@ class Endpoint:
         self._send_100 = send_100_trying
         self._max_transactions = max_transactions
         self._retry_after = retry_after
+        self._force_rport = force_rport
         self._clients: dict[str, ClientTransaction] = {}
         self._servers: dict[str, ServerTransaction] = {}
         self._by_destination: dict[Address, set[str]] = {}
@@ -212,7 +219,12 @@ class Endpoint:
                 max_headers=self._max_headers,
             )
         except RemoteProtocolError as exc:
-            self._discard(peer, exc.reason, exc.status_hint)
+            if isinstance(exc.partial, Request):
+                # The start line was refused (e.g. SIP/7.0 -> 505) but the headers may be good
+                # enough to answer statelessly (RFC 4475 §3.1.2.16).
+                self._reject(exc.partial, peer, exc)
+            else:
+                self._discard(peer, exc.reason, exc.status_hint)
             return
         try:
             if isinstance(message, Request):
@@ -230,13 +242,19 @@ class Endpoint:
         # before the full check_request() of every mandatory header.
         try:
             via: Via | None = request.top_via
+            call_id = request.headers.get("call-id")
         except RemoteProtocolError:
-            via = None
+            via = call_id = None
         if (
             via is not None
+            and call_id is not None
             and _has_cookie(via)
             and self._match_request(
-                _key_3261(via, "INVITE" if is_ack else method), request, is_ack, now, checked=False
+                _key_3261(via, "INVITE" if is_ack else method, call_id.strip()),
+                request,
+                is_ack,
+                now,
+                checked=False,
             )
         ):
             return
@@ -251,11 +269,11 @@ class Endpoint:
             if self._match_request(key, request, is_ack, now, checked=True):
                 return
         else:
-            key = _key_3261(via, "INVITE" if is_ack else method)
+            key = _key_3261(via, "INVITE" if is_ack else method, request.call_id)
             if is_ack and self._match_request(key, request, is_ack, now, checked=True):
                 return  # an ACK the Accepted state passes up (RFC 6026)
         invite_key = _server_key(request, via, "INVITE") if method == "CANCEL" else None
-        via = _fix_via(request, via, peer)
+        via = _fix_via(request, via, peer, self._force_rport)
         if is_ack:
             self._events.append(AckReceived(request, peer))
             return
@@ -478,7 +496,7 @@ class Endpoint:
         if transaction is None:
             via = response.top_via
             transaction = ServerTransactionId(
-                _key_3261(via, response.cseq.method) if _has_cookie(via) else ""
+                _key_3261(via, response.cseq.method, response.call_id) if _has_cookie(via) else ""
             )
         if self._user_agent and "server" not in response.headers:
             response.headers.add("Server", self._user_agent)
@@ -532,7 +550,8 @@ class Endpoint:
                 if isinstance(message, Response):
                     via = message.top_via
                     if _has_cookie(via):
-                        server = self._servers.get(_key_3261(via, message.cseq.method))
+                        key = _key_3261(via, message.cseq.method, message.call_id)
+                        server = self._servers.get(key)
                         if server is not None:
                             self._server_input(server, Input.TRANSPORT_ERROR, now)
                     return
@@ -738,7 +757,7 @@ class Endpoint:
             try:
                 via = request.top_via
                 request.headers.pop_first("via")
-                via = _fix_via_value(via, peer)
+                via = _fix_via_value(via, peer, self._force_rport)
                 request.headers.add_first("Via", str(via))
             except RemoteProtocolError:
                 via = None
@@ -783,8 +802,9 @@ class Endpoint:
         to_tag: str | None = None,
         extra: Iterable[str] = (),
     ) -> bytes | None:
-        """A response made of the request's raw Via/From/To/Call-ID/CSeq lines (§8.2.6.2),
-        or None if one of them is missing."""
+        """A response made of the request's raw Via/From/To/Call-ID/CSeq lines (§8.2.6.2), or
+        None without a Via to send it by. A missing From/To/Call-ID/CSeq is left out: RFC 4475
+        §3.3.15 (insuf) asks for a 400 even then."""
         headers = request.headers
         vias = headers.get_all("via")
         if not vias:
@@ -794,7 +814,7 @@ class Endpoint:
         for key in _RESPONSE_COPY:
             value = headers.get(key)
             if value is None:
-                return None
+                continue
             if key == "to" and to_tag:
                 value = f"{value};tag={to_tag}"
             lines.append(f"{_NAMES[key]}: {value}")
@@ -813,16 +833,21 @@ def _has_cookie(via: Via) -> bool:
     return branch is not None and branch.startswith(MAGIC_COOKIE)
 
 
-def _key_3261(via: Via, method: str) -> str:
-    """§17.2.3: branch + sent-by + method (the ACK's method is INVITE's)."""
+def _key_3261(via: Via, method: str, call_id: str) -> str:
+    """§17.2.3: branch + sent-by + method (the ACK's method is INVITE's).
+
+    The Call-ID is added: every request that legitimately matches (a retransmission, the ACK
+    for a non-2xx, a CANCEL, §9.1, §17.1.1.3) has the same Call-ID, so this only separates
+    requests from broken senders that reuse a branch for unrelated requests (constant branches
+    exist in the wild, and the RFC 4475 torture messages share some)."""
     port = via.port
-    return f"{via.branch} {via.host.lower()}:{'' if port is None else port} {method}"
+    return f"{via.branch} {via.host.lower()}:{'' if port is None else port} {method} {call_id}"
 
 
 def _server_key(request: Request, via: Via, method: str) -> str:
     """The server transaction key of `request`, looked up as `method`'s transaction."""
     if _has_cookie(via):
-        return _key_3261(via, method)
+        return _key_3261(via, method, request.call_id)
     # RFC 2543 (§17.2.3): Request-URI, To tag, From tag, Call-ID, CSeq, top Via. The To tag is
     # left out for INVITE (and its ACK and CANCEL look-ups): our response adds one.
     to_tag = "" if method == "INVITE" else (request.to.tag or "")
@@ -840,12 +865,16 @@ def _server_key(request: Request, via: Via, method: str) -> str:
     )
 
 
-def _fix_via_value(via: Via, peer: Peer) -> Via:
-    """§18.2.1 / RFC 3581: `received` when sent-by is not the source, `rport` filled."""
+def _fix_via_value(via: Via, peer: Peer, force_rport: bool) -> Via:
+    """§18.2.1 / RFC 3581: `received` when sent-by is not the source, `rport` filled (and
+    added when `force_rport`, so the response goes back to the source port)."""
     params = via.params
     source = peer.remote.host
     needs_received = via.host_bare.lower() != source.lower()
-    fill_rport = "rport" in params and not params["rport"]
+    if force_rport and not peer.remote.is_stream:
+        fill_rport = params.get("rport") != str(peer.remote.port)
+    else:
+        fill_rport = "rport" in params and not params["rport"]
     if not needs_received and "received" not in params and not fill_rport:
         return via
     new = dict(params)
@@ -858,8 +887,8 @@ def _fix_via_value(via: Via, peer: Peer) -> Via:
     return via.with_params(new)
 
 
-def _fix_via(request: Request, via: Via, peer: Peer) -> Via:
-    fixed = _fix_via_value(via, peer)
+def _fix_via(request: Request, via: Via, peer: Peer, force_rport: bool) -> Via:
+    fixed = _fix_via_value(via, peer, force_rport)
     if fixed is not via:
         headers = request.headers
         headers.pop_first("via")

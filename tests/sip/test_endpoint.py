@@ -231,10 +231,20 @@ def test_broken_cseq_gets_a_stateless_400_naming_cseq() -> None:
     assert link.ep.stats.stateless_responses == 1
 
 
-def test_bad_request_without_usable_headers_is_dropped() -> None:
+def test_bad_request_without_via_is_dropped() -> None:
+    link = Link()
+    link.receive(b"OPTIONS sip:a@b SIP/2.0\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n\r\n")
+    assert link.take_sent() == []
+    assert [type(e) for e in link.take_events()] == [MessageDiscarded]
+
+
+def test_request_missing_from_to_call_id_still_gets_a_400() -> None:
     link = Link()
     link.receive(b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n")
-    assert link.take_sent() == []
+    ((_, out),) = link.take_sent()
+    response = parsed(out)
+    assert isinstance(response, Response) and response.status == 400
+    assert "From" in response.reason
     assert [type(e) for e in link.take_events()] == [MessageDiscarded]
 
 
@@ -270,7 +280,7 @@ def test_received_and_rport_are_filled() -> None:
 
 
 def test_response_destination_without_rport_uses_received_and_sent_by_port() -> None:
-    link = Link()
+    link = Link(force_rport=False)
     link.receive(request_bytes("OPTIONS", via_host="10.0.0.5:5070", rport=False), NAT_PEER)
     (event,) = link.take_events()
     assert isinstance(event, RequestReceived)
@@ -584,6 +594,42 @@ def test_retransmission_fast_path_skips_the_header_check() -> None:
     assert isinstance(event, RequestReceived)
     link.send_response(answer(event.request, 200), event.transaction)
     first = link.take_sent()
-    # Same branch and sent-by: it is the same transaction, answered from the compact store.
-    link.receive(request_bytes("OPTIONS", call_id=""))
+    # Same branch, sent-by and Call-ID: the same transaction, answered from the compact store
+    # without checking the other headers.
+    link.receive(request_bytes("OPTIONS", cseq="broken"))
     assert link.take_sent() == first and link.take_events() == []
+
+
+def test_a_reused_branch_with_another_call_id_is_a_new_transaction() -> None:
+    link = Link()
+    link.receive(request_bytes("OPTIONS", call_id="first"))
+    (event,) = link.take_events()
+    assert isinstance(event, RequestReceived)
+    link.send_response(answer(event.request, 416), event.transaction)
+    link.receive(request_bytes("OPTIONS", call_id="second"))
+    (again,) = link.take_events()
+    assert isinstance(again, RequestReceived) and again.request.call_id == "second"
+
+
+def test_refused_start_line_is_answered_from_the_partial_request() -> None:
+    link = Link()
+    link.receive(request_bytes("OPTIONS").replace(b" SIP/2.0\r\n", b" SIP/7.0\r\n", 1))
+    ((_, out),) = link.take_sent()
+    response = parsed(out)
+    assert isinstance(response, Response) and response.status == 505
+    assert response.call_id == "in-1@192.0.2.20"
+    (event,) = link.take_events()
+    assert isinstance(event, MessageDiscarded) and event.status_hint == 505
+    link.receive(request_bytes("ACK", cseq="1 ACK").replace(b" SIP/2.0\r\n", b" SIP/7.0\r\n", 1))
+    assert link.take_sent() == []
+
+
+def test_force_rport_answers_to_the_source_port_by_default() -> None:
+    link = Link()
+    link.receive(request_bytes("OPTIONS", via_host="10.0.0.5:5070", rport=False), NAT_PEER)
+    (event,) = link.take_events()
+    assert isinstance(event, RequestReceived)
+    assert event.request.top_via.params["rport"] == "40000"
+    link.send_response(answer(event.request, 200), event.transaction)
+    ((_, out),) = link.take_sent()
+    assert out.destination == NAT_PEER.remote
