@@ -29,8 +29,9 @@ def make_response(
     for value in source.get_all("via"):
         out.add("Via", value)
     for name in ("From", "To", "Call-ID", "CSeq"):
-        value = source.get(name)
-        if value is not None:
+        found = source.get(name)
+        if found is not None:
+            value = found
             if name == "To" and to_tag and status != 100 and ";tag=" not in value.replace(" ", ""):
                 value = f"{value};tag={to_tag}"
             out.add(name, value)
