@@ -25,7 +25,11 @@ from sipbox.storage.records import (
     Ban,
     Binding,
     BindingKey,
+    Cdr,
+    CdrFilter,
     ClassOfService,
+    Group,
+    GroupMember,
     NatMode,
     NewUser,
     SecurityEvent,
@@ -41,7 +45,11 @@ __all__ = [
     "Ban",
     "Binding",
     "BindingKey",
+    "Cdr",
+    "CdrFilter",
     "ClassOfService",
+    "Group",
+    "GroupMember",
     "InvalidValue",
     "NatMode",
     "NewUser",
@@ -225,4 +233,65 @@ class Store(Protocol):
 
     async def delete_setting(self, key: str) -> bool:
         """Remove a key; True if it existed."""
+        ...
+
+    # ------------------------------------------------------------------------- call records
+
+    async def create_cdr(self, record: Cdr) -> None:
+        """Insert the open record of a call being set up; `AlreadyExists` on a duplicate id."""
+        ...
+
+    async def complete_cdr(self, record: Cdr) -> None:
+        """Write the completed record over the open one (inserting it if absent)."""
+        ...
+
+    async def save_cdrs(self, records: Sequence[Cdr]) -> None:
+        """Insert or replace many records in one transaction (background writer batches)."""
+        ...
+
+    async def get_cdr(self, cdr_id: str) -> Cdr | None:
+        """One record, or None."""
+        ...
+
+    async def list_cdrs(
+        self, filters: CdrFilter | None = None, *, limit: int = 100, offset: int = 0
+    ) -> list[Cdr]:
+        """Records newest first, filtered (time range, number, disposition), paginated."""
+        ...
+
+    async def count_cdrs(self, filters: CdrFilter | None = None) -> int:
+        """How many records match `filters`."""
+        ...
+
+    async def close_interrupted_cdrs(self, now: float) -> int:
+        """Close records still open (a crash mid-call) as ``interrupted``; how many."""
+        ...
+
+    # ------------------------------------------------------------------------------- groups
+
+    async def create_group(
+        self,
+        number: str,
+        *,
+        name: str = "",
+        strategy: str = "ring-all",
+        ring_timeout: int | None = None,
+        no_answer_destination: str | None = None,
+        completed_elsewhere: bool = True,
+        members: Sequence[GroupMember] = (),
+        settings_: Mapping[str, Any] | None = None,
+    ) -> Group:
+        """Store a group with its ordered members; `AlreadyExists`, `InvalidValue`."""
+        ...
+
+    async def get_group_by_number(self, number: str) -> Group | None:
+        """The group with this number, or None."""
+        ...
+
+    async def list_groups(self) -> list[Group]:
+        """Every group with its members, by number."""
+        ...
+
+    async def delete_group(self, number: str) -> None:
+        """Delete a group and its members; `NotFound` if absent."""
         ...

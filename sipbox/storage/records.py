@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Final, Literal, NamedTuple, get_args
 
 from sipbox.storage.errors import InvalidValue
@@ -270,3 +270,127 @@ class SecurityEvent:
     source: str
     reason: str
     detail: Mapping[str, Any]
+
+
+# -------------------------------------------------------------------------------- call records
+
+CdrDisposition = Literal[
+    "answered", "busy", "no-answer", "cancelled", "failed", "rejected", "interrupted"
+]
+CDR_DISPOSITIONS: Final[frozenset[str]] = frozenset(get_args(CdrDisposition))
+HangupParty = Literal["caller", "callee", "system"]
+
+
+@dataclass(frozen=True, slots=True)
+class Cdr:
+    """One call record (issue 4): written open when the call is set up (`end_time` None), then
+    completed when it ends, so a call in progress at a crash can be closed as `interrupted`.
+
+    `duration` is end - start (the whole call, ringing included) and `billable` end - answer
+    (0 when unanswered), both whole seconds rounded up as carriers bill. `destination` is what
+    answered (``1002`` or ``1002 sip:1002@10.0.0.5:5060``) or, unanswered, what was rung.
+    `a_call_id`/`b_call_id` are the SIP Call-IDs of the caller's leg and of the answering (or
+    last) B leg; `line` is the external line used (later issue).
+    """
+
+    id: str
+    start_time: float
+    caller_number: str
+    dialed_number: str
+    a_call_id: str
+    caller_display: str | None = None
+    caller_source: str | None = None
+    caller_transport: str | None = None
+    destination: str | None = None
+    answer_time: float | None = None
+    end_time: float | None = None
+    duration: int | None = None
+    billable: int | None = None
+    disposition: CdrDisposition | None = None
+    status: int | None = None
+    reason: str | None = None
+    hangup_by: HangupParty | None = None
+    b_call_id: str | None = None
+    line: str | None = None
+
+
+def billable_seconds(start: float, end: float) -> int:
+    """Whole seconds, rounded up (a 0.2 s call bills 1 s; exactly 0 bills 0)."""
+    span = max(0.0, end - start)
+    whole = int(span)
+    return whole + (1 if span - whole > 1e-6 else 0)
+
+
+def finish_cdr(
+    record: Cdr,
+    *,
+    end_time: float,
+    disposition: CdrDisposition,
+    answer_time: float | None = None,
+    status: int | None = None,
+    reason: str | None = None,
+    hangup_by: HangupParty | None = None,
+    destination: str | None = None,
+    b_call_id: str | None = None,
+) -> Cdr:
+    """The completed record: end fields set, duration and billable seconds computed."""
+    answer = answer_time if answer_time is not None else record.answer_time
+    return replace(
+        record,
+        end_time=end_time,
+        answer_time=answer,
+        duration=billable_seconds(record.start_time, end_time),
+        billable=billable_seconds(answer, end_time) if answer is not None else 0,
+        disposition=disposition,
+        status=status,
+        reason=reason,
+        hangup_by=hangup_by,
+        destination=destination if destination is not None else record.destination,
+        b_call_id=b_call_id if b_call_id is not None else record.b_call_id,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CdrFilter:
+    """`Store.list_cdrs` filters: start time in [since, until), a number that is the caller,
+    the dialed number or the destination's user, and a disposition."""
+
+    since: float | None = None
+    until: float | None = None
+    number: str | None = None
+    disposition: str | None = None
+
+
+# -------------------------------------------------------------------------------------- groups
+
+GroupStrategy = Literal["ring-all", "sequential", "circular"]
+GROUP_STRATEGIES: Final[frozenset[str]] = frozenset(get_args(GroupStrategy))
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMember:
+    """A member of a ringing/hunting group: a user number, in order, with its own timeout."""
+
+    number: str
+    timeout: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """A ringing or hunting group (issue 4); the planner that rings it is `pbx` business.
+
+    `no_answer_destination` is a user or group number, or None for "hang up with 480";
+    `completed_elsewhere` puts ``Reason: SIP;cause=200`` on the CANCEL of losing legs.
+    """
+
+    id: int
+    number: str
+    name: str
+    strategy: GroupStrategy
+    ring_timeout: int | None
+    no_answer_destination: str | None
+    completed_elsewhere: bool
+    members: tuple[GroupMember, ...]
+    settings: Mapping[str, Any]
+    created_at: float
+    updated_at: float

@@ -164,3 +164,62 @@ settings = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
     sa.Column("updated_at", sa.Double, nullable=False),
 )
+
+cdrs = sa.Table(
+    "cdrs",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("start_time", sa.Double, nullable=False, index=True),
+    sa.Column("answer_time", sa.Double, nullable=True),
+    sa.Column("end_time", sa.Double, nullable=True, index=True),
+    sa.Column("duration", sa.Integer, nullable=True),
+    sa.Column("billable", sa.Integer, nullable=True),
+    sa.Column("caller_number", sa.String(64), nullable=False, index=True),
+    sa.Column("caller_display", sa.String(255), nullable=True),
+    sa.Column("caller_source", sa.String(128), nullable=True),
+    sa.Column("caller_transport", sa.String(8), nullable=True),
+    sa.Column("dialed_number", sa.String(128), nullable=False, index=True),
+    sa.Column("destination", sa.Text, nullable=True),
+    sa.Column("disposition", sa.String(16), nullable=True),
+    sa.Column("status", sa.Integer, nullable=True),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("hangup_by", sa.String(8), nullable=True),
+    sa.Column("a_call_id", sa.Text, nullable=False),
+    sa.Column("b_call_id", sa.Text, nullable=True),
+    sa.Column("line", sa.String(64), nullable=True),
+    sa.CheckConstraint(
+        "disposition IS NULL OR disposition IN ('answered', 'busy', 'no-answer', 'cancelled', "
+        "'failed', 'rejected', 'interrupted')",
+        name="disposition",
+    ),
+)
+
+groups = sa.Table(
+    "groups",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("number", sa.String(64), nullable=False, unique=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("strategy", sa.String(16), nullable=False),
+    sa.Column("ring_timeout", sa.Integer, nullable=True),
+    sa.Column("no_answer_destination", sa.String(64), nullable=True),
+    sa.Column("completed_elsewhere", sa.Boolean, nullable=False),
+    sa.Column("settings", JSONText, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+    sa.CheckConstraint("strategy IN ('ring-all', 'sequential', 'circular')", name="strategy"),
+)
+
+group_members = sa.Table(
+    "group_members",
+    metadata,
+    sa.Column(
+        "group_id",
+        sa.Integer,
+        sa.ForeignKey("groups.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("member_number", sa.String(64), nullable=False, index=True),
+    sa.Column("timeout", sa.Integer, nullable=True),
+)

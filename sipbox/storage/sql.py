@@ -40,6 +40,8 @@ from sipbox.storage import migrate as migrations
 from sipbox.storage.errors import AlreadyExists, InvalidValue, NotFound, StoreError
 from sipbox.storage.records import (
     ADDRESS_LIST_KINDS,
+    CDR_DISPOSITIONS,
+    GROUP_STRATEGIES,
     TOKEN_ROLES,
     AddressListEntry,
     AddressListKind,
@@ -47,10 +49,15 @@ from sipbox.storage.records import (
     Ban,
     Binding,
     BindingKey,
+    Cdr,
+    CdrFilter,
+    Group,
+    GroupMember,
     NewUser,
     SecurityEvent,
     TokenRole,
     User,
+    billable_seconds,
     normalise_network,
     validate_user_fields,
 )
@@ -59,6 +66,9 @@ from sipbox.storage.schema import (
     api_tokens,
     bans,
     bindings,
+    cdrs,
+    group_members,
+    groups,
     security_events,
     settings,
     users,
@@ -78,6 +88,7 @@ _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 _BINDING_FIELDS: Final = tuple(f.name for f in fields(Binding))
 _BAN_FIELDS: Final = tuple(f.name for f in fields(Ban))
+_CDR_FIELDS: Final = tuple(f.name for f in fields(Cdr))
 
 
 # ------------------------------------------------------------------------------ URLs, engines
@@ -283,6 +294,7 @@ class SqlStore:
         self._upsert_binding_stmt = self._upsert_stmt(bindings, ("aor", "contact_uri"))
         self._upsert_ban_stmt = self._upsert_stmt(bans, ("source",))
         self._upsert_setting_stmt = self._upsert_stmt(settings, ("key",))
+        self._upsert_cdr_stmt = self._upsert_stmt(cdrs, ("id",))
 
     def _upsert_stmt(self, table: sa.Table, key: tuple[str, ...]) -> Any:
         """``INSERT ... ON CONFLICT (key) DO UPDATE SET every other column = excluded``.
@@ -711,6 +723,214 @@ class SqlStore:
         async with self._write() as conn:
             stmt = settings.delete().where(settings.c.key == key)
             return (await conn.execute(stmt)).rowcount > 0
+
+    # ----------------------------------------------------------------------- call records
+
+    async def create_cdr(self, record: Cdr) -> None:
+        """Insert the open record of a call that is being set up (`AlreadyExists` on a
+        duplicate id)."""
+        async with self._write(conflict="cdr") as conn:
+            await conn.execute(cdrs.insert(), _cdr_values(record))
+
+    async def complete_cdr(self, record: Cdr) -> None:
+        """Write the completed record over the open one (inserted if the open write was
+        never made, so a lost open write does not lose the call)."""
+        async with self._write() as conn:
+            await conn.execute(self._upsert_cdr_stmt, _cdr_values(record))
+
+    async def save_cdrs(self, records: Sequence[Cdr]) -> None:
+        """Insert or replace many records in one transaction (the background CDR writer's
+        batch: open and completed records alike)."""
+        if not records:
+            return
+        async with self._write() as conn:
+            await conn.execute(self._upsert_cdr_stmt, [_cdr_values(r) for r in records])
+
+    async def get_cdr(self, cdr_id: str) -> Cdr | None:
+        async with self._read() as conn:
+            row = (await conn.execute(cdrs.select().where(cdrs.c.id == cdr_id))).first()
+        return None if row is None else _cdr_from_row(row)
+
+    async def list_cdrs(
+        self, filters: CdrFilter | None = None, *, limit: int = 100, offset: int = 0
+    ) -> list[Cdr]:
+        """Newest first (start time, then id), filtered, paginated."""
+        if limit < 0 or offset < 0:
+            raise InvalidValue("limit and offset must not be negative")
+        stmt = _cdr_where(cdrs.select(), filters)
+        stmt = stmt.order_by(cdrs.c.start_time.desc(), cdrs.c.id.desc()).limit(limit)
+        if offset:
+            stmt = stmt.offset(offset)
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [_cdr_from_row(row) for row in rows]
+
+    async def count_cdrs(self, filters: CdrFilter | None = None) -> int:
+        stmt = _cdr_where(sa.select(sa.func.count()).select_from(cdrs), filters)
+        async with self._read() as conn:
+            return int((await conn.execute(stmt)).scalar_one())
+
+    async def close_interrupted_cdrs(self, now: float) -> int:
+        """Close every open record (a call in progress when the server stopped without
+        ending it): end time `now`, disposition ``interrupted``. How many were closed."""
+        async with self._write() as conn:
+            rows = (await conn.execute(cdrs.select().where(cdrs.c.end_time.is_(None)))).all()
+            for row in rows:
+                old = _cdr_from_row(row)
+                end = max(now, old.start_time)
+                answer = old.answer_time
+                await conn.execute(
+                    cdrs.update()
+                    .where(cdrs.c.id == old.id)
+                    .values(
+                        end_time=end,
+                        disposition="interrupted",
+                        duration=billable_seconds(old.start_time, end),
+                        billable=billable_seconds(answer, end) if answer is not None else 0,
+                        hangup_by="system",
+                    )
+                )
+        return len(rows)
+
+    # ----------------------------------------------------------------------------- groups
+
+    async def create_group(
+        self,
+        number: str,
+        *,
+        name: str = "",
+        strategy: str = "ring-all",
+        ring_timeout: int | None = None,
+        no_answer_destination: str | None = None,
+        completed_elsewhere: bool = True,
+        members: Sequence[GroupMember] = (),
+        settings_: Mapping[str, Any] | None = None,
+    ) -> Group:
+        """Store a group and its ordered members; `AlreadyExists` if the number is taken."""
+        if strategy not in GROUP_STRATEGIES:
+            raise InvalidValue(f"strategy must be one of {sorted(GROUP_STRATEGIES)}")
+        now = self._clock()
+        values = {
+            "number": number,
+            "name": name,
+            "strategy": strategy,
+            "ring_timeout": ring_timeout,
+            "no_answer_destination": no_answer_destination,
+            "completed_elsewhere": completed_elsewhere,
+            "settings": dict(settings_ or {}),
+            "created_at": now,
+            "updated_at": now,
+        }
+        async with self._write(conflict="number") as conn:
+            row = (await conn.execute(groups.insert().values(values).returning(groups.c.id))).one()
+            group_id = int(row[0])
+            if members:
+                await conn.execute(
+                    group_members.insert(),
+                    [
+                        {
+                            "group_id": group_id,
+                            "position": i,
+                            "member_number": m.number,
+                            "timeout": m.timeout,
+                        }
+                        for i, m in enumerate(members)
+                    ],
+                )
+        group = await self.get_group_by_number(number)
+        assert group is not None
+        return group
+
+    async def get_group_by_number(self, number: str) -> Group | None:
+        groups_found = await self._groups(groups.c.number == number)
+        return groups_found[0] if groups_found else None
+
+    async def list_groups(self) -> list[Group]:
+        """Every group with its members, by number."""
+        return await self._groups(None)
+
+    async def delete_group(self, number: str) -> None:
+        """Delete a group (members go with it); `NotFound` if absent."""
+        async with self._write() as conn:
+            found = (
+                await conn.execute(sa.select(groups.c.id).where(groups.c.number == number))
+            ).first()
+            if found is None:
+                raise NotFound(f"group {number!r}")
+            await conn.execute(group_members.delete().where(group_members.c.group_id == found[0]))
+            await conn.execute(groups.delete().where(groups.c.id == found[0]))
+
+    async def _groups(self, where: Any) -> list[Group]:
+        stmt = groups.select().order_by(groups.c.number)
+        if where is not None:
+            stmt = stmt.where(where)
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).all()
+            ids = [row._mapping["id"] for row in rows]
+            members: dict[int, list[GroupMember]] = {i: [] for i in ids}
+            if ids:
+                member_rows = (
+                    await conn.execute(
+                        group_members.select()
+                        .where(group_members.c.group_id.in_(ids))
+                        .order_by(group_members.c.group_id, group_members.c.position)
+                    )
+                ).all()
+                for member_row in member_rows:
+                    mm = member_row._mapping
+                    members[mm["group_id"]].append(GroupMember(mm["member_number"], mm["timeout"]))
+        out = []
+        for row in rows:
+            m = row._mapping
+            out.append(
+                Group(
+                    id=m["id"],
+                    number=m["number"],
+                    name=m["name"],
+                    strategy=m["strategy"],
+                    ring_timeout=m["ring_timeout"],
+                    no_answer_destination=m["no_answer_destination"],
+                    completed_elsewhere=bool(m["completed_elsewhere"]),
+                    members=tuple(members[m["id"]]),
+                    settings=m["settings"],
+                    created_at=m["created_at"],
+                    updated_at=m["updated_at"],
+                )
+            )
+        return out
+
+
+def _cdr_values(record: Cdr) -> dict[str, Any]:
+    if record.disposition is not None and record.disposition not in CDR_DISPOSITIONS:
+        raise InvalidValue(f"unknown disposition {record.disposition!r}")
+    return {name: getattr(record, name) for name in _CDR_FIELDS}
+
+
+def _cdr_from_row(row: sa.Row[Any]) -> Cdr:
+    m = row._mapping
+    return Cdr(**{name: m[name] for name in _CDR_FIELDS})
+
+
+def _cdr_where(stmt: Any, filters: CdrFilter | None) -> Any:
+    if filters is None:
+        return stmt
+    if filters.since is not None:
+        stmt = stmt.where(cdrs.c.start_time >= filters.since)
+    if filters.until is not None:
+        stmt = stmt.where(cdrs.c.start_time < filters.until)
+    if filters.number:
+        n = filters.number
+        stmt = stmt.where(
+            sa.or_(
+                cdrs.c.caller_number == n,
+                cdrs.c.dialed_number == n,
+                cdrs.c.destination == n,
+                cdrs.c.destination.like(f"{n} %"),
+            )
+        )
+    if filters.disposition:
+        stmt = stmt.where(cdrs.c.disposition == filters.disposition)
+    return stmt
 
 
 def _check_kind(kind: str) -> None:
