@@ -62,6 +62,9 @@ class Dispatcher:
     handlers: dict[str, RequestHandler] = field(default_factory=dict)
     event_handlers: dict[type, EventHandler] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
+    # The anti-scanning hook (issue 6, `pbx/security.py`): asked first for every request; False
+    # drops it without any response (a source just banned or flood-blocked gets no feedback).
+    screen: Callable[[RequestContext], bool] | None = None
 
     def allow_header(self) -> str:
         methods = {"OPTIONS", *self.handlers}
@@ -95,6 +98,10 @@ class Dispatcher:
             self._count("events_unhandled." + type(event).__name__)
 
     def handle_request(self, ctx: RequestContext) -> None:
+        screen = self.screen
+        if screen is not None and not screen(ctx):
+            self._count("screened")
+            return
         request = ctx.request
         method = request.method
         if method == "ACK":
@@ -150,7 +157,7 @@ class Dispatcher:
             headers=headers or [],
         )
         self._count(f"responses.{status}")
-        self.port.send_response(response)
+        self.port.send_response(response, ctx.transaction)
         return response
 
     def _count(self, key: str) -> None:

@@ -20,14 +20,22 @@ class SipPort(Protocol):
         """Monotonic seconds, the same clock the endpoint's timers run on."""
         ...
 
-    def send_response(self, response: Response) -> None:
-        """Answer through the server transaction the response's top Via names."""
+    def send_response(self, response: Response, transaction: object | None = None) -> None:
+        """Answer through `transaction` (from the RequestReceived event), or the server
+        transaction the response's top Via names when it is not given."""
         ...
 
     def send_request(
         self, request: Request, destination: Address, connection_id: int | None = None
     ) -> object:
         """Start a client transaction; returns its id (events name it)."""
+        ...
+
+    def send_cancel(self, transaction: object, reason: str | None = None) -> object | None:
+        """CANCEL the INVITE of client transaction `transaction` (§9.1: held until a
+        provisional response arrives, dropped if a final one comes first); `reason` is a
+        Reason header value (RFC 3326). Returns the CANCEL's transaction id, or None when
+        there is nothing left to cancel."""
         ...
 
     def send_ack_2xx(

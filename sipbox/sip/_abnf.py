@@ -26,16 +26,16 @@ QUOTED = r'"(?:[^"\\\r\n]|\\.)*"'
 QUOTED_RE = re.compile(QUOTED, re.S)
 
 # SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT
-SIP_VERSION_RE = re.compile(r"SIP/(\d+)\.(\d+)\Z", re.I)
+SIP_VERSION_RE = re.compile(r"SIP/([0-9]+)\.([0-9]+)\Z", re.I)
 
 # Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF ; Status-Code = 3DIGIT
-STATUS_LINE_RE = re.compile(r"SIP/2\.0 ([1-6]\d\d) (.*)\Z", re.S)
+STATUS_LINE_RE = re.compile(r"SIP/2\.0 ([1-6][0-9][0-9]) (.*)\Z", re.S)
 
 # hostname = *( domainlabel "." ) toplabel [ "." ]; IPv4address; IPv6reference = "[" IPv6address "]"
 # The IPv6 rule is deliberately lenient (RFC 5118 §4.10: tolerate the three-colon form).
 HOST = r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9])?\.?|[0-9.]+)"
 HOST_RE = re.compile(rf"{HOST}\Z")
-HOSTPORT_RE = re.compile(rf"({HOST})(?::(\d{{1,5}}))?\Z")
+HOSTPORT_RE = re.compile(rf"({HOST})(?::([0-9]{{1,5}}))?\Z")
 
 # gen-value = token / host / quoted-string (host covers bracketed IPv6 in received=, RFC 5118 §4.5)
 PARAM_VALUE = rf"(?:{QUOTED}|\[[0-9A-Fa-f:.]+\]|[{TOKEN_CHARS}:\[\]]+)"

@@ -22,8 +22,8 @@ DEFAULT_MAX_SIZE = 65536
 DEFAULT_MAX_HEADERS = 256
 
 _CONTENT_LENGTH_RE = re.compile(r"\n(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)", re.I)
-_REQUEST_LINE_RE = re.compile(r"([^ ]+) ([^ ]+) (SIP/\d+\.\d+)\Z")
-_STATUS_LINE_RE = re.compile(r"(SIP/\d+\.\d+) (\d{3}) (.*)\Z", re.S)
+_REQUEST_LINE_RE = re.compile(r"([^ ]+) ([^ ]+) (SIP/[0-9]+\.[0-9]+)\Z")
+_STATUS_LINE_RE = re.compile(r"(SIP/[0-9]+\.[0-9]+) ([0-9]{3}) (.*)\Z", re.S)
 
 
 def parse_message(

@@ -116,8 +116,8 @@ class SipPump:
     def local_address(self, destination: Address) -> Address:
         return self._local_address(destination)
 
-    def send_response(self, response: Response) -> None:
-        self.endpoint.send_response(response, self.now())
+    def send_response(self, response: Response, transaction: object | None = None) -> None:
+        self.endpoint.send_response(response, self.now(), transaction=transaction)
         self._after_call()
 
     def send_request(
@@ -126,6 +126,11 @@ class SipPump:
         tx = self.endpoint.send_request(
             request, destination, self.now(), connection_id=connection_id
         )
+        self._after_call()
+        return tx
+
+    def send_cancel(self, transaction: object, reason: str | None = None) -> object | None:
+        tx = self.endpoint.send_cancel(transaction, self.now(), reason)
         self._after_call()
         return tx
 

@@ -42,7 +42,7 @@ class FakePort:
     def now(self) -> float:
         return self.clock()
 
-    def send_response(self, response: Response) -> None:
+    def send_response(self, response: Response, transaction: object | None = None) -> None:
         self.responses.append(response)
 
     def send_request(

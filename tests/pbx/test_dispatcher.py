@@ -15,7 +15,7 @@ class FakePort:
     def now(self) -> float:
         return 0.0
 
-    def send_response(self, response: Response) -> None:
+    def send_response(self, response: Response, transaction: object | None = None) -> None:
         self.responses.append(response)
 
     def send_request(
