@@ -26,6 +26,7 @@ from sipbox.api import ApiHandle, ensure_admin_token, start_api
 from sipbox.config import Settings
 from sipbox.pbx.dispatcher import Dispatcher
 from sipbox.pbx.registration import RegistrationService
+from sipbox.pbx.security import SecurityService
 from sipbox.pbx.user_admin import warn_stale_realm_users
 from sipbox.sip.address import Address
 from sipbox.sip.endpoint import Endpoint
@@ -104,6 +105,8 @@ class Server:
         self.registrar: Any = None
         self.auth: Any = None
         self.api: ApiHandle | None = None
+        # Anti-scanning (issue 6): the guard's service; the API manages bans and lists through it.
+        self.security: SecurityService | None = None
         self.started_at = time.time()
 
     async def start(self) -> None:
@@ -144,9 +147,12 @@ class Server:
             connect_timeout=sip.tcp_connect_timeout,
             idle_timeout=sip.tcp_idle_timeout or None,
             max_connections_per_source=sip.max_connections_per_source or 1_000_000,
+            accept_source=self._accept_source(),
             on_send_error=self.pump.on_send_error,
         )
         self.pump.attach(self.transport, self.dispatcher.handle_event)
+        if self.security is not None:
+            self.security.attach(close_source=self._close_source)
         await self.transport.start()
         advertiser.append(
             Advertiser(
@@ -165,6 +171,33 @@ class Server:
             )
         gc.collect()
         gc.freeze()  # start-up objects never need scanning again (fewer, shorter GC pauses)
+
+    def _accept_source(self) -> Any:
+        """The transport's pre-parse source check: the guard's O(1) verdict."""
+        if self.security is None:
+            return lambda host: True
+        return self.security.accept_source()
+
+    def _close_source(self, key: str) -> None:
+        """Close the live TCP/TLS connections a new ban, flood block or blacklist entry covers
+        (`key` is an address, an IPv6 ban prefix or a blacklisted network)."""
+        transport = self.transport
+        if transport is None:
+            return
+        if "/" not in key:
+            transport.close_connections_from(key)
+            return
+        import ipaddress
+
+        try:
+            net = ipaddress.ip_network(key, strict=False)
+        except ValueError:
+            return
+        # The layer indexes connections by host; a network key needs a scan (rare: bans).
+        for host in list(getattr(transport, "_by_host", {})):
+            with contextlib.suppress(ValueError):
+                if ipaddress.ip_address(host.split("%", 1)[0]) in net:
+                    transport.close_connections_from(host)
 
     def _tls_context(self):  # type: ignore[no-untyped-def]
         if not any(spec.transport == "tls" for spec in self.settings.sip.listen):
@@ -188,16 +221,26 @@ class Server:
             self.store = open_store(url)
             await self.store.migrate()
         assert self.dispatcher is not None
+        # The guard is loaded (bans, lists) before anything can take traffic.
+        self.security = SecurityService(settings.guard, self.store)
+        await self.security.load()
         service = RegistrationService(
             settings,
             domain=self.domain,
             state_dir=self.state_dir,
             store=self.store,
             dispatcher=self.dispatcher,
-            guard=getattr(self, "guard", None),
+            guard=self.security.guard,
+            on_guard_event=self.security.handle_event,
         )
         await service.load()
         service.start()
+        self.security.attach(
+            users=service.users,
+            live_registrations_from=service.registrar.live_registrations_from,
+        )
+        self.dispatcher.screen = self.security.screen
+        self.security.start()
         self.registration = service
         self.users, self.registrar, self.auth = service.users, service.registrar, service.auth
 
@@ -212,6 +255,8 @@ class Server:
         if self.registration is not None:
             await self.registration.stop()  # flushes queued binding changes
             self.registration = None
+        if self.security is not None:
+            await self.security.stop()  # flushes queued ban/event writes
         if self.store is not None:
             await self.store.close()
             self.store = None

@@ -586,6 +586,195 @@ def reg_rm(
         )
 
 
+# --------------------------------------------------------------------------------------------
+# Anti-scanning: `sipbox ban ...`, `sipbox whitelist ...`, `sipbox blacklist ...`, `sipbox events`
+# --------------------------------------------------------------------------------------------
+
+ban_app = typer.Typer(help="Banned sources (anti-scanning guard).", no_args_is_help=True)
+whitelist_app = typer.Typer(
+    help="Addresses/networks never banned or rate-limited.", no_args_is_help=True
+)
+blacklist_app = typer.Typer(help="Addresses/networks always dropped.", no_args_is_help=True)
+app.add_typer(ban_app, name="ban")
+app.add_typer(whitelist_app, name="whitelist")
+app.add_typer(blacklist_app, name="blacklist")
+
+
+def _in(seconds: float | None) -> str:
+    return "never" if seconds is None else _duration(max(0.0, seconds))
+
+
+@ban_app.command("list")
+def ban_list(
+    json_output: JsonOption = False,
+    api_url: ApiUrlOption = None,
+    token: TokenOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """List the bans in force: source, reason, since, time left, hits, users tried."""
+    client = api_client_or_exit(api_url, token, config)
+    body = _call(client, "GET", "/bans")
+    if json_output:
+        _print_json(body)
+        return
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("Source", "Reason", "Since", "Ends in", "Hits", "Offence", "Users / UA"):
+        table.add_column(column, no_wrap=column != "Users / UA")
+    for ban in body["bans"]:
+        extra = ", ".join(ban["users"])
+        if ban.get("user_agent"):
+            extra = f"{extra} ({ban['user_agent']})" if extra else ban["user_agent"]
+        if ban.get("detail"):
+            extra = f"{extra} {ban['detail']}".strip()
+        table.add_row(
+            escape(ban["source"]),
+            escape(ban["reason"]),
+            _when(ban["since"]),
+            _in(ban["expires_in"]),
+            str(ban["hit_count"]),
+            str(ban["offence"]),
+            escape(extra),
+        )
+    console.print(table)
+    console.print(f"[dim]{body['total']} ban(s)[/dim]")
+
+
+@ban_app.command("add")
+def ban_add(
+    address: Annotated[str, typer.Argument(help="IP address to ban (IPv6: its prefix).")],
+    duration: Annotated[
+        str | None,
+        typer.Option("--for", help="How long: 30m, 1h, 2d (default: the configured ban_time)."),
+    ] = None,
+    reason: Annotated[str, typer.Option("--reason", help="A note kept with the ban.")] = "",
+    json_output: JsonOption = False,
+    api_url: ApiUrlOption = None,
+    token: TokenOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Ban a source by hand (refused for loopback and white-listed addresses)."""
+    client = api_client_or_exit(api_url, token, config)
+    payload: dict[str, Any] = {"source": address, "reason": reason}
+    if duration is not None:
+        payload["duration"] = duration
+    ban = _call(client, "POST", "/bans", json=payload)
+    if json_output:
+        _print_json(ban)
+    else:
+        console.print(
+            f"banned [bold]{escape(ban['source'])}[/bold] for {_in(ban['expires_in'])}",
+            highlight=False,
+        )
+
+
+@ban_app.command("rm")
+def ban_rm(
+    address: Annotated[str, typer.Argument(help="Banned address or prefix, as listed.")],
+    json_output: JsonOption = False,
+    api_url: ApiUrlOption = None,
+    token: TokenOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Lift a ban (also forgets the source's failure counts and offences)."""
+    client = api_client_or_exit(api_url, token, config)
+    body = _call(client, "DELETE", "/bans", params={"source": address})
+    if json_output:
+        _print_json(body)
+    else:
+        console.print(f"unbanned [bold]{escape(body['source'])}[/bold]", highlight=False)
+
+
+def _address_list_commands(sub: typer.Typer, kind: str) -> None:
+    """`list`, `add`, `rm` for one address list (same shape for both lists)."""
+
+    @sub.command("list")
+    def list_entries(
+        json_output: JsonOption = False,
+        api_url: ApiUrlOption = None,
+        token: TokenOption = None,
+        config: ConfigOption = None,
+    ) -> None:
+        """Show the entries (from the configuration file and from the API)."""
+        client = api_client_or_exit(api_url, token, config)
+        body = _call(client, "GET", f"/{kind}")
+        if json_output:
+            _print_json(body)
+            return
+        table = Table(box=box.SIMPLE_HEAD)
+        for column in ("Network", "From", "Note"):
+            table.add_column(column)
+        for entry in body["entries"]:
+            table.add_row(escape(entry["network"]), entry["origin"], escape(entry["note"]))
+        console.print(table)
+        console.print(f"[dim]{body['total']} entr{'y' if body['total'] == 1 else 'ies'}[/dim]")
+
+    @sub.command("add")
+    def add_entry(
+        network: Annotated[str, typer.Argument(help="Address or CIDR network.")],
+        note: Annotated[str, typer.Option("--note", help="Why it is listed.")] = "",
+        json_output: JsonOption = False,
+        api_url: ApiUrlOption = None,
+        token: TokenOption = None,
+        config: ConfigOption = None,
+    ) -> None:
+        """Add an address or network; live at once."""
+        client = api_client_or_exit(api_url, token, config)
+        entry = _call(client, "POST", f"/{kind}", json={"network": network, "note": note})
+        if json_output:
+            _print_json(entry)
+        else:
+            console.print(f"added {escape(entry['network'])} to the {kind}", highlight=False)
+
+    @sub.command("rm")
+    def rm_entry(
+        network: Annotated[str, typer.Argument(help="Address or CIDR network, as listed.")],
+        api_url: ApiUrlOption = None,
+        token: TokenOption = None,
+        config: ConfigOption = None,
+    ) -> None:
+        """Remove an entry added through the API (config entries live in the config file)."""
+        client = api_client_or_exit(api_url, token, config)
+        _call(client, "DELETE", f"/{kind}", params={"network": network})
+        console.print(f"removed {escape(network)} from the {kind}", highlight=False)
+
+
+_address_list_commands(whitelist_app, "whitelist")
+_address_list_commands(blacklist_app, "blacklist")
+
+
+@app.command()
+def events(
+    limit: Annotated[int, typer.Option("--limit", help="Most events to show.")] = 50,
+    json_output: JsonOption = False,
+    api_url: ApiUrlOption = None,
+    token: TokenOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Show the latest security events (bans, unbans, flood blocks), newest first."""
+    client = api_client_or_exit(api_url, token, config)
+    body = _call(client, "GET", "/security-events", params={"limit": limit})
+    if json_output:
+        _print_json(body)
+        return
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("When", "Event", "Source", "Reason", "Detail"):
+        table.add_column(column, no_wrap=column != "Detail")
+    for event in body["events"]:
+        detail = ", ".join(
+            f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}"
+            for k, v in event["detail"].items()
+            if k not in ("since", "until")
+        )
+        table.add_row(
+            _when(event["at"]),
+            escape(event["kind"]),
+            escape(event["source"]),
+            escape(event["reason"]),
+            escape(detail),
+        )
+    console.print(table)
+
+
 @app.command()
 def status(
     json_output: JsonOption = False,

@@ -60,6 +60,7 @@ from sipbox.sip.uri import SipUri
 from sipbox.storage.interface import User
 
 from .dispatcher import Dispatcher, RequestContext
+from .guard import Banned
 from .users import HA1B_MD5, HA1B_SHA256, UserDirectory
 
 log = logging.getLogger("sipbox.pbx.auth")
@@ -183,10 +184,11 @@ class Authenticator:
         self.digest = DigestAuthenticator(realm, nonces, algorithms, qop)
         self.guard = guard
         self.on_guard_event = on_guard_event
-        # Nonces carry wall-clock time (they survive restarts); the guard runs on the SIP
-        # port's monotonic clock like the transport's source-address check.
+        # Nonces carry wall-clock time (they survive restarts), and so do bans: the guard's
+        # bans are stored, restored after a restart and logged with dates, so the guard runs
+        # on the same wall clock as the transport's source check (`pbx/security.py`).
         self.clock = clock
-        self.guard_clock = guard_clock or dispatcher.port.now
+        self.guard_clock = guard_clock or clock
         self.live_registrations_from = live_registrations_from or (lambda host: 0)
         self._dummy_secret = secrets.token_bytes(16)
         # Where each IP-authorized user last sent from: a call target when it has no static
@@ -254,8 +256,8 @@ class Authenticator:
             and not (claimed_user.ha1_md5 or claimed_user.ha1_sha256)
         ):
             # An IP-only user claimed from elsewhere: nothing to challenge for.
-            self._fail(host, claimed, True, user_agent)
-            self.dispatcher.reply(ctx, 403)
+            if not self._fail(host, claimed, True, user_agent):
+                self.dispatcher.reply(ctx, 403)
             return AuthResult(None, answered=True)
         if not challenge:
             return AuthResult(None)
@@ -263,6 +265,8 @@ class Authenticator:
             event = guard.record_unknown_target(host, claimed, self.guard_clock())
             if event is not None:
                 self._guard_event(event)
+                if isinstance(event, Banned):
+                    return AuthResult(None, answered=True)  # banned now: no answer at all
         self.send_challenge(ctx, proxy=proxy)
         return AuthResult(None, answered=True)
 
@@ -327,8 +331,8 @@ class Authenticator:
             self.send_challenge(ctx, proxy=proxy, stale=True)
             return AuthResult(None, answered=True)
         log.debug("auth failed for %r from %s: %s", credentials.username, host, result.reason)
-        self._fail(host, number, usable, user_agent)
-        self.dispatcher.reply(ctx, 403)
+        if not self._fail(host, number, usable, user_agent):
+            self.dispatcher.reply(ctx, 403)
         return AuthResult(None, answered=True)
 
     def _hashes(self, user: User | None, at_form: bool) -> dict[str, str] | None:
@@ -356,11 +360,13 @@ class Authenticator:
     # -- guard ------------------------------------------------------------------------------
     def _fail(
         self, host: str | None, user: str | None, known: bool, user_agent: str | None
-    ) -> None:
+    ) -> bool:
+        """Report a final failure; True when it banned the source (then nothing is answered:
+        a banned source never gets a response, issue 6)."""
         self._count("failed")
         guard = self.guard
         if guard is None or host is None:
-            return
+            return False
         event = guard.record_auth_failure(
             host,
             user,
@@ -371,6 +377,7 @@ class Authenticator:
         )
         if event is not None:
             self._guard_event(event)
+        return isinstance(event, Banned)
 
     def _guard_event(self, event: object) -> None:
         if self.on_guard_event is not None:
