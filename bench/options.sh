@@ -24,6 +24,9 @@ listen = ["udp:$HOST:5070"]
 domain = "$HOST"
 [api]
 listen = "$HOST:18080"
+[guard]
+# The load generator is white-listed; the guard stays on so its cost is in the figures.
+whitelist = ["127.0.0.0/8"]
 CONF
 # Pin the server to core 0 and SIPp to core 1 so they do not fight for one core.
 taskset -c 0 .venv/bin/sipbox serve --config "$WORK/sipbox.toml" 2>"$WORK/sipbox.log" &
@@ -39,16 +42,18 @@ run() { # name pid port rate
     local name=$1 pid=$2 port=$3 rate=$4 total=$(( $4 * DURATION ))
     local before after
     before=$(cpu "$pid")
-    taskset -c 1 sipp -sf tests/integration/sipp/options_uac.xml -t u1 -i 127.0.0.1 -p 0 \
+    taskset -c 1 sipp -sf bench/options_uac.xml -t u1 -i 127.0.0.1 -p 0 \
         -r "$rate" -m "$total" -l $((rate * 2)) -timeout $((DURATION * 4)) -nostdin \
         -trace_stat -stf "$WORK/$name-$rate.csv" "$HOST:$port" >/dev/null 2>&1 || true
     after=$(cpu "$pid")
-    local line
+    local line header
     line=$(tail -n 1 "$WORK/$name-$rate.csv")
+    header=$(head -n 1 "$WORK/$name-$rate.csv")
+    col() { echo "$header" | tr ';' '\n' | grep -n "^$1\$" | cut -d: -f1; }
     local ok fail retrans
-    ok=$(echo "$line" | awk -F';' '{print $16}')       # SuccessfulCall(C)
-    fail=$(echo "$line" | awk -F';' '{print $18}')     # FailedCall(C)
-    retrans=$(echo "$line" | awk -F';' '{print $21}')  # Retransmissions(C)
+    ok=$(echo "$line" | cut -d';' -f"$(col 'SuccessfulCall(C)')")
+    fail=$(echo "$line" | cut -d';' -f"$(col 'FailedCall(C)')")
+    retrans=$(echo "$line" | cut -d';' -f"$(col 'Retransmissions(C)')")
     local us
     us=$(awk -v a="$before" -v b="$after" -v t="$TICK" -v n="$total" \
         'BEGIN { printf "%.1f", (b - a) / t / n * 1e6 }')

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from ._abnf import (
     QUOTED_RE,
@@ -154,7 +155,7 @@ class Headers:
     change so cached typed values know when they are stale.
     """
 
-    __slots__ = ("_entries", "_index", "generation")
+    __slots__ = ("_entries", "_index", "generation", "typed")
 
     def __init__(
         self,
@@ -164,6 +165,8 @@ class Headers:
         self._entries: list[list[str]] = entries if entries is not None else []
         self._index: dict[str, list[list[str]]] | None = index
         self.generation = 0
+        # Typed values parsed from these headers (see Message): cleared on every change.
+        self.typed: dict[str, Any] = {}
 
     @classmethod
     def from_pairs(cls, pairs: list[tuple[str, str]]) -> Headers:
@@ -185,9 +188,28 @@ class Headers:
             self._index = index
         return index.get(key, _NONE)
 
-    def _changed(self) -> None:
+    def _changed(self, key: str) -> None:
         self._index = None
         self.generation += 1
+        typed = self.typed
+        if typed:
+            typed.pop(key, None)
+
+    def first(self, key: str) -> str | None:
+        """`get` for a key already in look-up form (lower case, full name): the hot path."""
+        index = self._index
+        found = (index if index is not None else self._index_now()).get(key)
+        return found[0][2] if found else None
+
+    def index(self) -> dict[str, list[list[str]]]:
+        """Key -> its entries, in order (read-only view for validators)."""
+        index = self._index
+        return index if index is not None else self._index_now()
+
+    def _index_now(self) -> dict[str, list[list[str]]]:
+        self._lookup("")
+        assert self._index is not None
+        return self._index
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -234,7 +256,7 @@ class Headers:
         """Append a header line at the end."""
         key = header_key(name)
         self._entries.append([key, name if name != key else canonical_name(key), value])
-        self._changed()
+        self._changed(key)
 
     def add_first(self, name: str, value: str) -> None:
         """Insert a header line before the first line of the same name (or at the top)."""
@@ -246,7 +268,7 @@ class Headers:
                 break
         else:
             self._entries.insert(0, entry)
-        self._changed()
+        self._changed(key)
 
     def set(self, name: str, value: str) -> None:
         """Replace every line of `name` by one line, in the place of the first one."""
@@ -260,7 +282,7 @@ class Headers:
                 break
         else:
             entries.append([key, name if name != key else canonical_name(key), value])
-        self._changed()
+        self._changed(key)
 
     def remove(self, name: str) -> int:
         """Remove every line of `name`; return how many were removed."""
@@ -269,7 +291,7 @@ class Headers:
         self._entries = [e for e in self._entries if e[0] != key]
         removed = before - len(self._entries)
         if removed:
-            self._changed()
+            self._changed(key)
         return removed
 
     def pop_first(self, name: str) -> str | None:
@@ -283,7 +305,7 @@ class Headers:
                     e[2] = ", ".join(elements[1:])
                 else:
                     del self._entries[i]
-                self._changed()
+                self._changed(key)
                 return first
         return None
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from .errors import RemoteProtocolError
 from .headers import (
@@ -114,12 +114,11 @@ def reason_phrase(status: int) -> str:
 class Message:
     """Common part of requests and responses."""
 
-    __slots__ = ("_cache", "_headers", "_raw_headers", "body")
+    __slots__ = ("_headers", "_raw_headers", "body")
 
     def __init__(self, headers: Headers | None = None, body: bytes = b"") -> None:
         self._headers = headers
         self._raw_headers: str | None = None
-        self._cache: dict[str, tuple[int, Any]] = {}
         self.body = body
 
     # -- headers -------------------------------------------------------------------------
@@ -133,65 +132,61 @@ class Message:
         return headers
 
     def _typed(self, key: str, parse: Callable[[Headers], T]) -> T:
+        """A typed header value, parsed once; the cache lives in the Headers object and is
+        cleared whenever they change."""
         headers = self._headers
         if headers is None:
             headers = self.headers
-        hit = self._cache.get(key)
-        if hit is not None and hit[0] == headers.generation:
-            return hit[1]  # type: ignore[no-any-return]
-        value = parse(headers)
-        self._cache[key] = (headers.generation, value)
-        return value
+        cache = headers.typed
+        try:
+            return cache[key]  # type: ignore[no-any-return]
+        except KeyError:
+            value = cache[key] = parse(headers)
+            return value
 
     @property
     def vias(self) -> list[Via]:
         """Every Via element, top first."""
-        return self._typed("via", lambda h: [parse_via(v) for v in h.values("via")])
+        return self._typed("via", _parse_vias)
 
     @property
     def top_via(self) -> Via:
-        vias = self.vias
+        vias = self._typed("via", _parse_vias)
         if not vias:
             raise RemoteProtocolError("missing Via")
         return vias[0]
 
     @property
     def from_(self) -> NameAddr:
-        return self._typed("from", lambda h: parse_name_addr(_required(h, "from")))
+        return self._typed("from", _parse_from)
 
     @property
     def to(self) -> NameAddr:
-        return self._typed("to", lambda h: parse_name_addr(_required(h, "to")))
+        return self._typed("to", _parse_to)
 
     @property
     def call_id(self) -> str:
-        return self._typed("call-id", lambda h: _required(h, "call-id").strip())
+        return self._typed("call-id", _parse_call_id)
 
     @property
     def cseq(self) -> CSeq:
-        return self._typed("cseq", lambda h: parse_cseq(_required(h, "cseq")))
+        return self._typed("cseq", _parse_cseq_header)
 
     @property
     def contacts(self) -> list[Contact]:
-        return self._typed("contact", lambda h: [parse_contact(v) for v in h.values("contact")])
+        return self._typed("contact", _parse_contacts)
 
     @property
     def routes(self) -> list[NameAddr]:
-        return self._typed("route", lambda h: [parse_name_addr(v) for v in h.values("route")])
+        return self._typed("route", _parse_routes)
 
     @property
     def record_routes(self) -> list[NameAddr]:
-        return self._typed(
-            "record-route", lambda h: [parse_name_addr(v) for v in h.values("record-route")]
-        )
+        return self._typed("record-route", _parse_record_routes)
 
     @property
     def expires(self) -> int | None:
-        def parse(h: Headers) -> int | None:
-            value = h.get("expires")
-            return None if value is None else parse_delta_seconds(value)
-
-        return self._typed("expires", parse)
+        return self._typed("expires", _parse_expires)
 
     @property
     def content_type(self) -> str | None:
@@ -254,16 +249,7 @@ class Request(Message):
 
     @property
     def max_forwards(self) -> int | None:
-        def parse(h: Headers) -> int | None:
-            value = h.get("max-forwards")
-            if value is None:
-                return None
-            text = value.strip()
-            if not text.isdigit() or not text.isascii() or int(text) > 255:
-                raise RemoteProtocolError("Max-Forwards out of range", 400)
-            return int(text)
-
-        return self._typed("max-forwards", parse)
+        return self._typed("max-forwards", _parse_max_forwards)
 
     def _start_line(self) -> str:
         return f"{self.method} {self.uri_text} SIP/2.0"
@@ -304,10 +290,57 @@ class Response(Message):
 
 
 def _required(headers: Headers, key: str) -> str:
-    value = headers.get(key)
+    value = headers.first(key)
     if value is None:
         raise RemoteProtocolError(f"missing {key} header")
     return value
+
+
+def _parse_vias(h: Headers) -> list[Via]:
+    return [parse_via(v) for v in h.values("via")]
+
+
+def _parse_from(h: Headers) -> NameAddr:
+    return parse_name_addr(_required(h, "from"))
+
+
+def _parse_to(h: Headers) -> NameAddr:
+    return parse_name_addr(_required(h, "to"))
+
+
+def _parse_call_id(h: Headers) -> str:
+    return _required(h, "call-id").strip()
+
+
+def _parse_cseq_header(h: Headers) -> CSeq:
+    return parse_cseq(_required(h, "cseq"))
+
+
+def _parse_contacts(h: Headers) -> list[Contact]:
+    return [parse_contact(v) for v in h.values("contact")]
+
+
+def _parse_routes(h: Headers) -> list[NameAddr]:
+    return [parse_name_addr(v) for v in h.values("route")]
+
+
+def _parse_record_routes(h: Headers) -> list[NameAddr]:
+    return [parse_name_addr(v) for v in h.values("record-route")]
+
+
+def _parse_expires(h: Headers) -> int | None:
+    value = h.first("expires")
+    return None if value is None else parse_delta_seconds(value)
+
+
+def _parse_max_forwards(h: Headers) -> int | None:
+    value = h.first("max-forwards")
+    if value is None:
+        return None
+    text = value.strip()
+    if not text.isdigit() or not text.isascii() or int(text) > 255:
+        raise RemoteProtocolError("Max-Forwards out of range", 400)
+    return int(text)
 
 
 def _parse_header_lines(text: str) -> Headers:

@@ -132,12 +132,13 @@ def check_common(message: Message) -> None:
 
     The error names the header so the 400's reason phrase tells the sender what is wrong.
     """
-    headers = message.headers
+    index = message.headers.index()
     for key in SINGLE_HEADERS:
-        if headers.count(key) > 1:
+        found = index.get(key)
+        if found is not None and len(found) > 1:
             raise RemoteProtocolError(f"Duplicate {_display(key)} header")
     for key in _MANDATORY:
-        if not headers.count(key):
+        if key not in index:
             raise RemoteProtocolError(f"Missing {_display(key)} header")
     name = "Via"
     try:

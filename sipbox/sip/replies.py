@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .headers import Headers
+from .headers import Headers, header_key
 from .message import Request, Response
+
+_COPIED = (("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("cseq", "CSeq"))
 
 
 def make_response(
@@ -25,19 +27,19 @@ def make_response(
 ) -> Response:
     """A response to `request`; `headers` are appended after the copied ones."""
     source = request.headers
-    out = Headers()
-    for value in source.get_all("via"):
-        out.add("Via", value)
-    for name in ("From", "To", "Call-ID", "CSeq"):
-        found = source.get(name)
-        if found is not None:
-            value = found
-            if name == "To" and to_tag and status != 100 and ";tag=" not in value.replace(" ", ""):
+    index = source.index()
+    entries: list[list[str]] = [["via", "Via", e[2]] for e in index.get("via", ())]
+    for key, name in _COPIED:
+        found = index.get(key)
+        if found:
+            value = found[0][2]
+            if key == "to" and to_tag and status != 100 and ";tag=" not in value.replace(" ", ""):
                 value = f"{value};tag={to_tag}"
-            out.add(name, value)
+            entries.append([key, name, value])
     for name, value in headers:
-        out.add(name, value)
+        entries.append([header_key(name), name, value])
     if body and content_type:
-        out.add("Content-Type", content_type)
-    out.add("Content-Length", str(len(body)))
+        entries.append(["content-type", "Content-Type", content_type])
+    entries.append(["content-length", "Content-Length", str(len(body))])
+    out = Headers(entries)
     return Response(status, reason, out, body)
