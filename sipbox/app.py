@@ -136,6 +136,7 @@ class Server:
         )
         self.dispatcher = Dispatcher(port=self.pump, user_agent=sip.user_agent)
         await self._start_registration()
+        await self._start_calls()
         admin_token = await ensure_admin_token(self.store, self.state_dir)
         await warn_stale_realm_users(self.store, self.domain)
         self.transport = TransportLayer(
@@ -244,6 +245,25 @@ class Server:
         self.registration = service
         self.users, self.registrar, self.auth = service.users, service.registrar, service.auth
 
+    async def _start_calls(self) -> None:
+        """Calls between users (issue 4): after registration (it needs users, auth, targets)."""
+        from sipbox.pbx.calls import CallService
+
+        assert self.dispatcher is not None and self.registration is not None
+        calls = self.settings.calls
+        self.calls = CallService(
+            dispatcher=self.dispatcher,
+            registration=self.registration,
+            store=self.store,
+            domain=self.domain,
+            ring_timeout=calls.ring_timeout,
+            max_duration=calls.max_duration,
+            t1=self.settings.sip.t1,
+            t2=self.settings.sip.t2,
+        )
+        await self.calls.load()
+        self.calls.start()
+
     async def stop(self) -> None:
         if self.api is not None:
             await self.api.stop()
@@ -252,6 +272,8 @@ class Server:
             await self.transport.stop()
         if self.pump is not None:
             self.pump.close()
+        if getattr(self, "calls", None) is not None:
+            await self.calls.stop()  # flushes queued call records
         if self.registration is not None:
             await self.registration.stop()  # flushes queued binding changes
             self.registration = None

@@ -442,6 +442,13 @@ class GuardSettings(_Section):
         return self
 
 
+class CallSettings(_Section):
+    """Calls between users (issue 4): ring timeout default and the optional call length cap."""
+
+    ring_timeout: PositiveDuration = 30.0
+    max_duration: Duration = 0.0
+
+
 class Settings(BaseModel):
     """All settings, one attribute per TOML section. Build with :func:`load_settings`."""
 
@@ -456,6 +463,7 @@ class Settings(BaseModel):
         "database",
         "registrar",
         "guard",
+        "calls",
     )
 
     server: ServerSettings = Field(default_factory=ServerSettings)
@@ -466,6 +474,7 @@ class Settings(BaseModel):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     registrar: RegistrarSettings = Field(default_factory=RegistrarSettings)
     guard: GuardSettings = Field(default_factory=GuardSettings)
+    calls: CallSettings = Field(default_factory=CallSettings)
 
 
 # --------------------------------------------------------------------------------------------

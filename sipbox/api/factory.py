@@ -25,7 +25,7 @@ from sipbox.api.auth import PUBLIC_PATHS, AuthMiddleware, TokenCache
 from sipbox.api.context import ApiContext
 from sipbox.api.deps import Services
 from sipbox.api.errors import error_response, install_error_handlers
-from sipbox.api.routes import health, registrations, security, status, users
+from sipbox.api.routes import calls, cdr, health, registrations, security, status, users
 
 __all__ = ["RouteInfo", "create_api", "iter_routes"]
 
@@ -53,7 +53,7 @@ def create_api(context: ApiContext, *, token_ttl: float = 5.0) -> FastAPI:
     )
     tokens = TokenCache(context.store, ttl=token_ttl)
     app.state.services = Services(context=context, tokens=tokens)
-    for module in (health, users, registrations, status, security):
+    for module in (health, users, registrations, status, security, calls, cdr):
         app.include_router(module.router)
     install_error_handlers(app)
     app.add_middleware(AuthMiddleware, tokens=tokens, error_app=_refusal)
