@@ -32,6 +32,7 @@ from sipbox.storage.interface import (
     StoreError,
     TokenRole,
     User,
+    WebAdmin,
 )
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ __all__ = [
     "StoreError",
     "TokenRole",
     "User",
+    "WebAdmin",
     "open_store",
 ]
 

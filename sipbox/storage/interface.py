@@ -35,6 +35,7 @@ from sipbox.storage.records import (
     SecurityEvent,
     TokenRole,
     User,
+    WebAdmin,
 )
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "StoreError",
     "TokenRole",
     "User",
+    "WebAdmin",
 ]
 
 
@@ -158,6 +160,28 @@ class Store(Protocol):
 
     async def revoke_api_token(self, token_id: int) -> None:
         """Mark a token revoked; `NotFound` if absent."""
+        ...
+
+    # --------------------------------------------------------------------------- web admins
+
+    async def create_web_admin(self, username: str, password_hash: str) -> WebAdmin:
+        """Store a web admin account (argon2 PHC hash); `AlreadyExists`, `InvalidValue`."""
+        ...
+
+    async def get_web_admin(self, username: str) -> WebAdmin | None:
+        """The account with this name, or None."""
+        ...
+
+    async def list_web_admins(self) -> list[WebAdmin]:
+        """Every account, by name."""
+        ...
+
+    async def set_web_admin_password(self, username: str, password_hash: str) -> None:
+        """Replace the password hash; `NotFound` if absent."""
+        ...
+
+    async def delete_web_admin(self, username: str) -> None:
+        """Remove an account; `NotFound` if absent."""
         ...
 
     # --------------------------------------------------------------------------------- bans

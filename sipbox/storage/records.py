@@ -228,6 +228,22 @@ class ApiToken:
     revoked: bool
 
 
+@dataclass(frozen=True, slots=True)
+class WebAdmin:
+    """A web admin account (issue 7): a person who logs in to the admin pages.
+
+    Kept apart from `User` on purpose: SIP users authenticate with digest HA1 values that any
+    holder of the database could replay, while web admins need a slow, salted hash (argon2 PHC
+    string in `password_hash`) and are never SIP identities.
+    """
+
+    id: int
+    username: str
+    password_hash: str
+    created_at: float
+    updated_at: float
+
+
 # ------------------------------------------------------------------------------------ security
 
 

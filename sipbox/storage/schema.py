@@ -223,3 +223,13 @@ group_members = sa.Table(
     sa.Column("member_number", sa.String(64), nullable=False, index=True),
     sa.Column("timeout", sa.Integer, nullable=True),
 )
+
+web_admins = sa.Table(
+    "web_admins",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("username", sa.String(64), nullable=False, unique=True),
+    sa.Column("password_hash", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+)

@@ -57,6 +57,7 @@ from sipbox.storage.records import (
     SecurityEvent,
     TokenRole,
     User,
+    WebAdmin,
     billable_seconds,
     normalise_network,
     validate_user_fields,
@@ -72,6 +73,7 @@ from sipbox.storage.schema import (
     security_events,
     settings,
     users,
+    web_admins,
 )
 
 Clock = Callable[[], float]
@@ -254,6 +256,30 @@ def _token_from_row(row: sa.Row[Any]) -> ApiToken:
         last_used_at=m["last_used_at"],
         revoked=bool(m["revoked"]),
     )
+
+
+def _web_admin_from_row(row: sa.Row[Any]) -> WebAdmin:
+    m = row._mapping
+    return WebAdmin(
+        id=m["id"],
+        username=m["username"],
+        password_hash=m["password_hash"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+_WEB_ADMIN_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+
+
+def _check_web_admin(username: str, password_hash: str) -> None:
+    """Names are printable (they appear in logs and pages); hashes are never clear text."""
+    if not _WEB_ADMIN_NAME.fullmatch(username):
+        raise InvalidValue(
+            "username must be 1-64 letters, digits or . _ @ - (starting with a letter or digit)"
+        )
+    if not password_hash.startswith("$"):
+        raise InvalidValue("password_hash must be a PHC hash string (argon2), not a password")
 
 
 def _address_from_row(row: sa.Row[Any]) -> AddressListEntry:
@@ -584,6 +610,57 @@ class SqlStore:
         async with self._write() as conn:
             if (await conn.execute(stmt)).scalar_one_or_none() is None:
                 raise NotFound(f"no API token with id {token_id}")
+
+    # ------------------------------------------------------------------------- web admins
+
+    async def create_web_admin(self, username: str, password_hash: str) -> WebAdmin:
+        """Store a web admin account; `AlreadyExists` if the name is taken."""
+        _check_web_admin(username, password_hash)
+        now = self._clock()
+        values = {
+            "username": username,
+            "password_hash": password_hash,
+            "created_at": now,
+            "updated_at": now,
+        }
+        async with self._write(conflict=f"web admin {username!r} already exists") as conn:
+            stmt = web_admins.insert().values(values).returning(web_admins)
+            row = (await conn.execute(stmt)).one()
+        return _web_admin_from_row(row)
+
+    async def get_web_admin(self, username: str) -> WebAdmin | None:
+        """The account with this name, or None."""
+        stmt = web_admins.select().where(web_admins.c.username == username)
+        async with self._read() as conn:
+            row = (await conn.execute(stmt)).one_or_none()
+        return None if row is None else _web_admin_from_row(row)
+
+    async def list_web_admins(self) -> list[WebAdmin]:
+        """Every account, by name."""
+        stmt = web_admins.select().order_by(web_admins.c.username)
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [_web_admin_from_row(row) for row in rows]
+
+    async def set_web_admin_password(self, username: str, password_hash: str) -> None:
+        """Replace the password hash; `NotFound` if the account does not exist."""
+        _check_web_admin(username, password_hash)
+        stmt = (
+            web_admins.update()
+            .where(web_admins.c.username == username)
+            .values(password_hash=password_hash, updated_at=self._clock())
+            .returning(web_admins.c.id)
+        )
+        async with self._write() as conn:
+            if (await conn.execute(stmt)).scalar_one_or_none() is None:
+                raise NotFound(f"no web admin {username!r}")
+
+    async def delete_web_admin(self, username: str) -> None:
+        """Remove an account; `NotFound` if absent."""
+        stmt = web_admins.delete().where(web_admins.c.username == username)
+        async with self._write() as conn:
+            if (await conn.execute(stmt)).rowcount == 0:
+                raise NotFound(f"no web admin {username!r}")
 
     # ------------------------------------------------------------------------------- bans
 
