@@ -835,6 +835,138 @@ def _when(timestamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
 
 
+# --------------------------------------------------------------------------------------------
+# calls and call records (issue 4)
+# --------------------------------------------------------------------------------------------
+
+call_app = typer.Typer(help="Live calls.", no_args_is_help=True)
+cdr_app = typer.Typer(help="Call records (CDR).", no_args_is_help=True)
+app.add_typer(call_app, name="call")
+app.add_typer(cdr_app, name="cdr")
+
+CDR_COLUMNS = (
+    "id", "start_time", "answer_time", "end_time", "duration", "billable", "caller_number",
+    "caller_display", "caller_source", "caller_transport", "dialed_number", "destination",
+    "disposition", "status", "reason", "hangup_by", "a_call_id", "b_call_id", "line",
+)  # fmt: skip
+
+
+@call_app.command("list")
+def call_list(
+    json_output: JsonOption = False,
+    api_url: ApiUrlOption = None,
+    token: TokenOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """List calls in progress (ringing or answered) with their legs."""
+    client = api_client_or_exit(api_url, token, config)
+    body = _call(client, "GET", "/calls")
+    if json_output:
+        _print_json(body)
+        return
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("Id", "State", "Caller", "Dialed", "Duration", "Legs"):
+        table.add_column(column, no_wrap=column != "Legs")
+    for item in body["calls"]:
+        legs = ", ".join(f"{leg['target']} ({leg['state']})" for leg in item["legs"])
+        table.add_row(
+            escape(item["id"]),
+            item["state"],
+            escape(item["caller"]),
+            escape(item["dialed"]),
+            _duration(item["duration"]),
+            escape(legs),
+        )
+    console.print(table)
+    console.print(f"[dim]{body['total']} call(s)[/dim]")
+
+
+@call_app.command("hangup")
+def call_hangup(
+    call_id: Annotated[str, typer.Argument(help="The call id (from `sipbox call list`).")],
+    api_url: ApiUrlOption = None,
+    token: TokenOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Hang up a call: BYE to both sides, or 480 to the caller while it rings."""
+    client = api_client_or_exit(api_url, token, config)
+    _call(client, "DELETE", f"/calls/{_segment(call_id)}")
+    console.print(f"call {escape(call_id)} hung up")
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """``1h``/``30m``/``2d``/``90s`` ago, an ISO date/time, or epoch seconds."""
+    import datetime
+
+    now = time.time() if now is None else now
+    text = text.strip()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text[-1:] in units and text[:-1].replace(".", "", 1).isdigit():
+        return now - float(text[:-1]) * units[text[-1]]
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        fail(f"--since: expected 1h, 30m, 2d, an ISO date or epoch seconds, got {text!r}", 2)
+
+
+@cdr_app.command("list")
+def cdr_list(
+    since: Annotated[
+        str | None, typer.Option("--since", help="1h, 2d, 2026-01-31, or epoch seconds.")
+    ] = None,
+    number: Annotated[str | None, typer.Option("--number", "-n", help="Only this number.")] = None,
+    disposition: Annotated[str | None, typer.Option("--disposition", "-d")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="Most records shown.")] = 50,
+    json_output: JsonOption = False,
+    csv_output: Annotated[bool, typer.Option("--csv", help="CSV with a header line.")] = False,
+    api_url: ApiUrlOption = None,
+    token: TokenOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """List call records, newest first."""
+    client = api_client_or_exit(api_url, token, config)
+    params: dict[str, Any] = {"limit": limit}
+    if since is not None:
+        params["since"] = parse_since(since)
+    if number is not None:
+        params["number"] = number
+    if disposition is not None:
+        params["disposition"] = disposition
+    body = _call(client, "GET", "/cdr", params=params)
+    records = body["records"]
+    if json_output:
+        _print_json(body)
+        return
+    if csv_output:
+        import csv
+        import sys
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(CDR_COLUMNS)
+        for record in records:
+            writer.writerow(["" if record[c] is None else record[c] for c in CDR_COLUMNS])
+        return
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("Start", "Caller", "Dialed", "Destination", "Disposition", "Status", "Bill"):
+        table.add_column(column, no_wrap=column != "Destination")
+    for r in records:
+        table.add_row(
+            _when(r["start_time"]),
+            escape(r["caller_number"]),
+            escape(r["dialed_number"]),
+            escape(r["destination"] or ""),
+            r["disposition"] or "in progress",
+            str(r["status"] or ""),
+            f"{r['billable']} s" if r["billable"] is not None else "",
+        )
+    console.print(table)
+    console.print(f"[dim]{len(records)} of {body['total']} record(s)[/dim]")
+
+
 def main() -> None:
     """Console-script entry point (``sipbox`` in ``pyproject.toml``)."""
     app()

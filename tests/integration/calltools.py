@@ -41,6 +41,7 @@ class CallLab:
             ["sipp", "-sf", str(SIPP_DIR / scenario), "-i", host, "-p", str(port), "-m", "1",
              "-timeout", "20s", "-timeout_error", "-nostdin", "-trace_err", *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            cwd=self.server.state_dir.parent,  # -trace_err writes its log file here
         )  # fmt: skip
         self.procs.append(proc)
         return proc
@@ -55,6 +56,7 @@ class CallLab:
              "-i", self.uac_host, "-p", "0", "-m", str(calls), "-r", str(rate),
              "-timeout", f"{int(timeout)}s", "-timeout_error", "-nostdin", "-trace_err", *extra],
             capture_output=True, text=True, timeout=timeout + 10,
+            cwd=s.state_dir.parent,
         )  # fmt: skip
 
     def wait_uas(self, proc: subprocess.Popen[str], timeout: float = 15) -> int:

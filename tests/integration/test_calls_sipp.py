@@ -138,7 +138,7 @@ def test_digest_on_the_a_leg(lab: CallLab) -> None:
         ["sipp", f"{s.host}:{s.port}", "-sf", str(SIPP_DIR / "uac_call_auth.xml"), "-s", "1002",
          "-i", host, "-p", "0", "-m", "1", "-au", "1001", "-ap", PASSWORD, "-d", "100",
          "-timeout", "15s", "-timeout_error", "-nostdin", "-trace_err"],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True, text=True, timeout=30, cwd=s.state_dir.parent,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert lab.wait_uas(uas) == 0
