@@ -233,3 +233,57 @@ web_admins = sa.Table(
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("updated_at", sa.Double, nullable=False),
 )
+
+# External lines, trunks, call prefixes and inbound routes (issue 5). A line's and a trunk's
+# many carrier-specific fields live in `config` (JSON): they are read whole into memory at
+# start and on every change, never queried field by field. `secret` is the password encrypted
+# by the PBX (the store never sees it in clear).
+lines = sa.Table(
+    "lines",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("config", JSONText, nullable=False),
+    sa.Column("secret", sa.Text, nullable=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+)
+
+trunks = sa.Table(
+    "trunks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("config", JSONText, nullable=False),
+    sa.Column("secret", sa.Text, nullable=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+)
+
+prefixes = sa.Table(
+    "prefixes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("pattern", sa.String(64), nullable=False),
+    sa.Column("min_length", sa.Integer, nullable=True),
+    sa.Column("max_length", sa.Integer, nullable=True),
+    sa.Column("config", JSONText, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+)
+
+inbound_routes = sa.Table(
+    "inbound_routes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(64), nullable=False),
+    sa.Column("did", sa.String(64), nullable=False),
+    sa.Column("destination", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+    sa.UniqueConstraint("source", "did"),
+)
