@@ -232,7 +232,7 @@ def _parse_params(value: str, what: str) -> dict[str, str]:
     """Split ``Digest a=b, c="d"`` into lowercase names -> unescaped values, in order."""
     if len(value) > MAX_VALUE_LENGTH:
         raise RemoteProtocolError(f"{what} too long")
-    text = _FOLD_RE.sub(" ", value)
+    text = _FOLD_RE.sub(" ", value) if "\n" in value else value
     m = _SCHEME_RE.match(text)
     if m is None:
         raise RemoteProtocolError(f"{what}: missing scheme")
@@ -251,7 +251,10 @@ def _parse_params(value: str, what: str) -> dict[str, str]:
         if name in params:
             raise RemoteProtocolError(f"{what}: duplicate parameter {name!r}")
         token, quoted = pm.group(2), pm.group(3)
-        params[name] = token if token is not None else _UNESCAPE_RE.sub(r"\1", quoted)
+        if token is not None:
+            params[name] = token
+        else:
+            params[name] = _UNESCAPE_RE.sub(r"\1", quoted) if "\\" in quoted else quoted
         pos = pm.end()
         if pos == end:
             return params
@@ -631,7 +634,7 @@ class NonceService:
         self._forgotten_ms: int | None = None  # evicted under pressure up to this issue time
 
     def _mac(self, body: bytes, realm: str) -> bytes:
-        digest = hmac.new(self._secret, body + realm.encode("utf-8"), hashlib.sha256).digest()
+        digest = hmac.digest(self._secret, body + realm.encode("utf-8"), "sha256")
         return digest[: self.mac_size]
 
     def issue(self, now: float, realm: str = "") -> str:
@@ -666,13 +669,17 @@ class NonceService:
         decoded = self._decode(nonce, realm)
         if decoded is None:
             return NonceCheck.FORGED
-        key, issued_ms = decoded
+        state = self._age_check(decoded[1], now)
+        if nc is None or state is not NonceCheck.VALID:
+            return state
+        return self._count(decoded[0], decoded[1], nc, now)
+
+    def _age_check(self, issued_ms: int, now: float) -> NonceCheck:
+        """VALID or STALE for a genuine nonce issued at `issued_ms`."""
         issued = issued_ms / 1000.0
         if now - issued >= self.lifetime or issued - now > self.max_skew:
             return NonceCheck.STALE
-        if nc is None:
-            return NonceCheck.VALID
-        return self._count(key, issued_ms, nc, now)
+        return NonceCheck.VALID
 
     def _count(self, key: bytes, issued_ms: int, nc: int, now: float) -> NonceCheck:
         self._expire(now)
@@ -750,7 +757,7 @@ class DigestAuthenticator:
     protection.
     """
 
-    __slots__ = ("algorithms", "nonces", "qop", "realm", "require_qop")
+    __slots__ = ("_templates", "algorithms", "nonces", "qop", "realm", "require_qop")
 
     def __init__(
         self,
@@ -769,6 +776,7 @@ class DigestAuthenticator:
         if not set(self.qop) <= _QOPS:
             raise ValueError(f"unsupported qop in {self.qop!r}")
         self.require_qop = require_qop and bool(self.qop)
+        self._templates: dict[bool, list[tuple[str, str]]] | None = None
 
     def build_challenges(self, now: float, stale: bool = False) -> list[DigestChallenge]:
         nonce = self.nonces.issue(now, self.realm)
@@ -778,8 +786,32 @@ class DigestAuthenticator:
         ]
 
     def challenges(self, now: float, stale: bool = False) -> list[str]:
-        """One WWW-/Proxy-Authenticate value per offered algorithm, in order."""
-        return [format_challenge(c) for c in self.build_challenges(now, stale)]
+        """One WWW-/Proxy-Authenticate value per offered algorithm, in order.
+
+        Exactly `format_challenge` of `build_challenges`, without building the values: the
+        text around the nonce is the same for every challenge and made once.
+        """
+        templates = self._templates
+        if templates is None:
+            templates = self._templates = self._make_templates()
+        nonce = self.nonces.issue(now, self.realm)
+        return [head + nonce + tail for head, tail in templates[stale]]
+
+    def _make_templates(self) -> dict[bool, list[tuple[str, str]]]:
+        out: dict[bool, list[tuple[str, str]]] = {}
+        marker = "\x00nonce\x00"
+        for stale in (False, True):
+            pairs = []
+            for alg in self.algorithms:
+                text = format_challenge(
+                    DigestChallenge(
+                        realm=self.realm, nonce=marker, algorithm=alg, qop=self.qop, stale=stale
+                    )
+                )
+                head, _, tail = text.partition(_quote(marker))
+                pairs.append((head + '"', '"' + tail))
+            out[stale] = pairs
+        return out
 
     def verify(
         self,
@@ -815,9 +847,11 @@ class DigestAuthenticator:
             return failed("empty uri", algorithm)
         if algorithm.endswith("-sess") and not c.cnonce:
             return failed("-sess algorithm without cnonce", algorithm)
-        state = self.nonces.check(c.nonce, now, self.realm)
-        if state is NonceCheck.FORGED:
+        nonces = self.nonces
+        decoded = nonces._decode(c.nonce, self.realm)  # decoded once: HMAC checked once
+        if decoded is None:
             return failed("nonce not issued by us", algorithm)
+        state = nonces._age_check(decoded[1], now)
         base = algorithm.removesuffix("-sess")
         stored = ha1.get(base) if isinstance(ha1, Mapping) else ha1(c.username, base)
         if stored is None:
@@ -830,7 +864,9 @@ class DigestAuthenticator:
         if state is NonceCheck.STALE:
             return VerifyResult(VerifyOutcome.STALE, "nonce expired", c.username, algorithm)
         if c.qop is not None:
-            counted = self.nonces.check(c.nonce, now, self.realm, nc=c.nc_value)
+            nc = c.nc_value
+            assert nc is not None  # the parser requires nc with qop
+            counted = nonces._count(decoded[0], decoded[1], nc, now)
             if counted is not NonceCheck.VALID:
                 return VerifyResult(
                     VerifyOutcome.STALE, f"nonce count {counted.value}", c.username, algorithm

@@ -891,8 +891,10 @@ def _fix_via(request: Request, via: Via, peer: Peer, force_rport: bool) -> Via:
     fixed = _fix_via_value(via, peer, force_rport)
     if fixed is not via:
         headers = request.headers
-        headers.pop_first("via")
-        headers.add_first("Via", str(fixed))
+        vias = request.vias
+        headers.replace_first_element("via", str(fixed))
+        # The other elements are unchanged: keep them parsed.
+        headers.typed["via"] = [fixed, *vias[1:]]
     return fixed
 
 

@@ -309,6 +309,27 @@ class Headers:
                 return first
         return None
 
+    def replace_first_element(self, name: str, value: str) -> bool:
+        """Replace the first element of `name` (the top Via...) where it stands, keeping the
+        other elements and lines; False if there is none. Cheaper than `pop_first` +
+        `add_first`: the index stays valid (typed values of `name` are dropped)."""
+        key = header_key(name)
+        found = self._lookup(key)
+        if not found:
+            return False
+        entry = found[0]
+        if key in LIST_HEADERS and ("," in entry[2] or '"' in entry[2]):
+            elements = split_list(entry[2])
+            elements[0] = value
+            entry[2] = ", ".join(elements)
+        else:
+            entry[2] = value
+        self.generation += 1
+        typed = self.typed
+        if typed:
+            typed.pop(key, None)
+        return True
+
     def serialize(self) -> str:
         """`Name: value\\r\\n` for every line, in order."""
         return "".join([f"{name}: {value}\r\n" for _, name, value in self._entries])
@@ -360,17 +381,42 @@ _SIMPLE_NAME_ADDR_RE = re.compile(
 )
 
 
+_QUOTED_NAME_ADDR_RE = re.compile(
+    r'[ \t]*"([^"\\\r\n]*)"[ \t]*<([^<>\s\"]+)>([ \t]*;[^<>\"]*)?[ \t]*\Z'
+)
+# Parsed name-addr values by their text: the same From/To/Contact come back in every refresh
+# and retransmission. Values are immutable (nobody mutates `params`); bounded, cleared when full.
+_NAME_ADDR_CACHE: dict[str, NameAddr] = {}
+_CACHE_MAX = 8192
+
+
 def parse_name_addr(value: str) -> NameAddr:
     """Parse one element of From, To, Contact, Route, Record-Route, Refer-To...
 
     Strict where RFC 4475 asks (unbalanced quotes, spaces inside `<>`, unquoted commas), lenient
-    where it asks (a display-name token written against `<`, §3.1.1.6).
+    where it asks (a display-name token written against `<`, §3.1.1.6). The value returned may
+    be shared with other callers: never mutate it (or its `params`).
     """
+    found = _NAME_ADDR_CACHE.get(value)
+    if found is None:
+        found = _parse_name_addr(value)
+        if len(_NAME_ADDR_CACHE) >= _CACHE_MAX:
+            _NAME_ADDR_CACHE.clear()
+        _NAME_ADDR_CACHE[value] = found
+    return found
+
+
+def _parse_name_addr(value: str) -> NameAddr:
     m = _SIMPLE_NAME_ADDR_RE.match(value)
     if m is not None:  # fast path: [token-display] <uri> [params], no quotes
         words, uri_text, rest = m.groups()
         params = parse_params(rest) if rest else {}
         return NameAddr(parse_uri(uri_text), words or None, params)
+    m = _QUOTED_NAME_ADDR_RE.match(value)
+    if m is not None:  # fast path: "display without escapes" <uri> [params]
+        quoted, uri_text, rest = m.groups()
+        params = parse_params(rest) if rest else {}
+        return NameAddr(parse_uri(uri_text), quoted, params)
     text = value.strip()
     if not text:
         raise RemoteProtocolError("empty address")
@@ -432,8 +478,11 @@ class Contact:
 
 def parse_contact(value: str) -> Contact:
     if value.strip() == "*":
-        return Contact(None)
+        return _STAR
     return Contact(parse_name_addr(value))
+
+
+_STAR = Contact(None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -520,7 +569,20 @@ _CSEQ_RE = re.compile(rf"[ \t]*([0-9]{{1,10}})[ \t]+({TOKEN})[ \t]*\Z")
 MAX_CSEQ = 2**31 - 1 + 2**31  # 2**32 - 1
 
 
+_CSEQ_CACHE: dict[str, CSeq] = {}
+
+
 def parse_cseq(value: str) -> CSeq:
+    found = _CSEQ_CACHE.get(value)
+    if found is None:
+        found = _parse_cseq(value)
+        if len(_CSEQ_CACHE) >= 1024:
+            _CSEQ_CACHE.clear()
+        _CSEQ_CACHE[value] = found
+    return found
+
+
+def _parse_cseq(value: str) -> CSeq:
     m = _CSEQ_RE.match(value)
     if m is None:
         raise RemoteProtocolError("malformed CSeq")

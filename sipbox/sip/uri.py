@@ -167,12 +167,30 @@ def _header_set(headers: str | None) -> frozenset[tuple[bytes, bytes]]:
     return frozenset(pairs)
 
 
+# Parsed URIs by their text. URIs are immutable values (nobody mutates `params`), and the same
+# few texts come back all the time (our domain as Request-URI, a phone's AOR and contact in
+# every REGISTER refresh), so a hit saves the whole parse. Bounded: cleared when full.
+_CACHE: dict[str, Uri] = {}
+_CACHE_MAX = 8192
+
+
 def parse_uri(text: str) -> Uri:
     """Parse a URI as it appears in a Request-URI or inside `<...>`.
 
     Raises `RemoteProtocolError` (400) for anything malformed, including whitespace inside the
-    URI (RFC 4475 §3.1.2.8) and an IPv6 address without brackets (RFC 5118 §4.2).
+    URI (RFC 4475 §3.1.2.8) and an IPv6 address without brackets (RFC 5118 §4.2). The value
+    returned may be shared with other callers: never mutate it (or its `params`).
     """
+    uri = _CACHE.get(text)
+    if uri is None:
+        uri = _parse_uri(text)
+        if len(_CACHE) >= _CACHE_MAX:
+            _CACHE.clear()
+        _CACHE[text] = uri
+    return uri
+
+
+def _parse_uri(text: str) -> Uri:
     colon = text.find(":")
     if colon <= 0:
         raise RemoteProtocolError(f"not a URI: {text[:40]!r}")
@@ -209,8 +227,20 @@ _SIP_URI_RE = re.compile(
 )
 
 
+# The same rule without %-escapes: much less backtracking, and identical results on text that
+# has no '%' (the escape alternatives of the full rule can then never match).
+_PLAIN_PARAMCHAR = r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$]"
+_PLAIN_SIP_URI_RE = re.compile(
+    r"(?:([A-Za-z0-9\-_.!~*'()&=+$,;?/]+)"
+    r"(?::([A-Za-z0-9\-_.!~*'()&=+$,]*))?@)?"
+    rf"({HOST})(?::([0-9]{{1,5}}))?"
+    rf"((?:;{_PLAIN_PARAMCHAR}+(?:={_PLAIN_PARAMCHAR}*)?)*)"
+    r"(?:\?([A-Za-z0-9\-_.!~*'()\[\]/?:+$&=]*))?\Z"
+)
+
+
 def _parse_sip(scheme: str, rest: str) -> SipUri:
-    m = _SIP_URI_RE.match(rest)
+    m = (_SIP_URI_RE if "%" in rest else _PLAIN_SIP_URI_RE).match(rest)
     if m is None:
         raise RemoteProtocolError(f"malformed SIP URI near {rest[:40]!r}")
     user, password, host, port_text, param_text, headers = m.groups()
