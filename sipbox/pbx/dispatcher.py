@@ -65,14 +65,21 @@ class Dispatcher:
     # The anti-scanning hook (issue 6, `pbx/security.py`): asked first for every request; False
     # drops it without any response (a source just banned or flood-blocked gets no feedback).
     screen: Callable[[RequestContext], bool] | None = None
+    # allow_header() for the handlers it was computed from (OPTIONS and 405/501 ask every time).
+    _allow: tuple[frozenset[str], str] | None = field(default=None, init=False, repr=False)
 
     def allow_header(self) -> str:
+        cached = self._allow
+        if cached is not None and cached[0] == self.handlers.keys():
+            return cached[1]
         methods = {"OPTIONS", *self.handlers}
         if "INVITE" in methods:
             methods |= {"ACK", "CANCEL"}
         order = ["INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER", "PRACK", "UPDATE"]
         ordered = [m for m in order if m in methods] + sorted(m for m in methods if m not in order)
-        return ", ".join(ordered)
+        value = ", ".join(ordered)
+        self._allow = (frozenset(self.handlers), value)
+        return value
 
     def on_request(self, method: str, handler: RequestHandler) -> None:
         """A feature takes every request of `method` that passed the common checks."""
