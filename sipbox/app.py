@@ -23,6 +23,7 @@ from typing import Any
 
 from sipbox import __version__
 from sipbox.api import ApiHandle, ensure_admin_token, start_api
+from sipbox.api.web import DEFAULT_ADMIN, ensure_web_admin
 from sipbox.config import Settings
 from sipbox.pbx.dispatcher import Dispatcher
 from sipbox.pbx.registration import RegistrationService
@@ -138,6 +139,8 @@ class Server:
         await self._start_registration()
         await self._start_calls()
         admin_token = await ensure_admin_token(self.store, self.state_dir)
+        # Also on an installation that ran before the web admin existed (issue 7).
+        web_password = await ensure_web_admin(self.store)
         await warn_stale_realm_users(self.store, self.domain)
         self.transport = TransportLayer(
             sip.listen,
@@ -167,6 +170,13 @@ class Server:
             token_file = self.state_dir / "admin-token"
             print(
                 f"\nAdmin API token (shown once; also saved in {token_file}):\n  {admin_token}\n",
+                file=sys.stderr,
+                flush=True,
+            )
+        if web_password is not None:
+            print(
+                f"\nWeb admin {self.api.url}/ (shown once; change it with `sipbox admin passwd`):"
+                f"\n  user: {DEFAULT_ADMIN}\n  password: {web_password}\n",
                 file=sys.stderr,
                 flush=True,
             )

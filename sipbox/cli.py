@@ -800,12 +800,147 @@ def status(
     )
     table.add_row("listening", escape(listeners) or "[dim]-[/dim]")
     table.add_row("users", str(counts["users"]))
-    for key in ("registrations", "reachable"):
+    for key in ("registrations", "reachable", "calls", "bans"):
         value = counts.get(key)
         table.add_row(key, "[dim]-[/dim]" if value is None else str(value))
     for name, value in (body.get("sip_counters") or {}).items():
         table.add_row(f"sip {escape(name)}", str(value))
     console.print(table)
+
+
+# --------------------------------------------------------------------------------------------
+# Web admin accounts and API tokens: `sipbox admin passwd`, `sipbox token ...`
+# --------------------------------------------------------------------------------------------
+
+admin_app = typer.Typer(help="Web admin accounts (the login of the admin pages).")
+token_app = typer.Typer(help="API tokens for scripts and monitoring.", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
+app.add_typer(token_app, name="token")
+
+
+@admin_app.command("passwd")
+def admin_passwd(
+    user: Annotated[str, typer.Option("--user", "-u", help="Account name.")] = "admin",
+    password: Annotated[
+        str | None,
+        typer.Option("--password", "-p", help="New password; prompted for when omitted."),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Set a web admin's password (creates the account if it does not exist).
+
+    Works on the database directly, not through the API, so it also rescues an administrator
+    who lost both the password and the API token. Run it on the server machine with the
+    server's configuration; sessions already logged in stay valid until they expire or the
+    server restarts.
+    """
+    import asyncio
+
+    settings = load_config_or_exit(config)
+    if password is None:
+        password = typer.prompt(
+            f"New password for {user}", hide_input=True, confirmation_prompt=True
+        )
+    if len(password) < 8:
+        fail("the password must have at least 8 characters")
+    try:
+        created = asyncio.run(_set_web_password(settings, user, password))
+    except Exception as exc:  # the store's errors are worded for people
+        fail(f"cannot set the password: {exc}")
+    what = "created web admin" if created else "password changed for web admin"
+    console.print(f"{what} [bold]{escape(user)}[/bold]", highlight=False)
+
+
+async def _set_web_password(settings: Settings, username: str, password: str) -> bool:
+    """Hash and store; True when the account was created."""
+    from sipbox.api.web.accounts import hash_password
+    from sipbox.storage import open_store
+
+    state_dir = settings.server.state_dir
+    url = settings.database.url or f"sqlite:///{state_dir}/sipbox.db"
+    if not settings.database.url:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(url)
+    try:
+        await store.migrate()
+        hashed = hash_password(password)
+        if await store.get_web_admin(username) is None:
+            await store.create_web_admin(username, hashed)
+            return True
+        await store.set_web_admin_password(username, hashed)
+        return False
+    finally:
+        await store.close()
+
+
+@token_app.command("list")
+def token_list(
+    json_output: JsonOption = False,
+    api_url: ApiUrlOption = None,
+    token: TokenOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """List API tokens (never the secrets themselves)."""
+    client = api_client_or_exit(api_url, token, config)
+    body = _call(client, "GET", "/tokens")
+    if json_output:
+        _print_json(body)
+        return
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("Id", "Name", "Role", "Created", "Last used", "State"):
+        table.add_column(column)
+    for item in body["tokens"]:
+        table.add_row(
+            str(item["id"]),
+            escape(item["name"]),
+            item["role"],
+            _when(item["created_at"]),
+            _when(item["last_used_at"]) if item["last_used_at"] else "[dim]never[/dim]",
+            "[dim]revoked[/dim]" if item["revoked"] else "[green]active[/green]",
+        )
+    console.print(table)
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Argument(help="Who or what uses it (grafana, backup-script).")],
+    role: Annotated[
+        str, typer.Option("--role", help="read-only (GET only) or admin.")
+    ] = "read-only",
+    json_output: JsonOption = False,
+    api_url: ApiUrlOption = None,
+    token: TokenOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Create a token and print it (the only time it is shown)."""
+    client = api_client_or_exit(api_url, token, config)
+    body = _call(client, "POST", "/tokens", json={"name": name, "role": role})
+    if json_output:
+        _print_json(body)
+        return
+    err_console.print(
+        f"created {body['role']} token [bold]{escape(body['name'])}[/bold] (id {body['id']}); "
+        "store it now, it cannot be shown again:",
+        highlight=False,
+    )
+    typer.echo(body["token"])
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[int, typer.Argument(help="The token's id (see `sipbox token list`).")],
+    json_output: JsonOption = False,
+    api_url: ApiUrlOption = None,
+    token: TokenOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Revoke a token; it stops working at once."""
+    client = api_client_or_exit(api_url, token, config)
+    body = _call(client, "DELETE", f"/tokens/{token_id}")
+    if json_output:
+        _print_json(body)
+    else:
+        console.print(f"revoked token {body['id']} ({escape(body['name'])})", highlight=False)
 
 
 def _segment(value: str) -> str:

@@ -330,6 +330,10 @@ class ApiSettings(_Section):
     """The REST API / web admin HTTP listener."""
 
     listen: HostPort = "127.0.0.1:8080"
+    # Web admin sessions end this long after login (the administrator logs in again).
+    session_lifetime: PositiveDuration = 43200.0
+    # Serve /metrics without a token (for a Prometheus on a trusted management network).
+    metrics_public: bool = False
 
 
 DigestAlgorithm = Literal["MD5", "SHA-256"]

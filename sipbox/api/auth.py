@@ -3,9 +3,15 @@
 Why a middleware rather than a FastAPI dependency: the check then runs for *every* path the
 ASGI app serves — routers added later, mounted static files, unknown paths — before the request
 body is read, so nothing is public by accident and an anonymous client cannot make the server
-parse a large body. Only `PUBLIC_PATHS` (the health probe and the API documentation, which
-reveal no data) pass without credentials; that set is the single place to change (issue 7 adds
-the web login page here and a session check next to the bearer check).
+parse a large body. Only `PUBLIC_PATHS` and `PUBLIC_PREFIXES` (the health probe, the API
+documentation, the login page and the static files of the pages, none of which reveal data) pass
+without credentials; `is_public` is the single place that decides it.
+
+The web admin (issue 7) authenticates with a session cookie instead of a token: the same
+middleware accepts it, as an ``admin`` principal, and demands the session's CSRF token in the
+``X-CSRF-Token`` header on every request that is not a read, so a page from another site cannot
+make the browser change anything. An anonymous browser asking for a page is redirected to
+``/login`` instead of receiving a JSON 401.
 
 Tokens are random strings shown once; the store keeps only their SHA-256 (`hash_token`), so a
 copied database does not give API access. Valid tokens are cached in memory for a few seconds
@@ -25,21 +31,28 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
+from urllib.parse import quote
 
+from starlette.requests import cookie_parser
+from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from sipbox.api.web.sessions import CSRF_HEADER, SESSION_COOKIE, Session, SessionStore
 from sipbox.storage import ApiToken, Store, TokenRole
 
 __all__ = [
     "ADMIN_TOKEN_FILE",
     "PUBLIC_PATHS",
+    "PUBLIC_PREFIXES",
     "READ_METHODS",
     "AuthMiddleware",
     "Principal",
     "TokenCache",
     "ensure_admin_token",
     "hash_token",
+    "is_page",
+    "is_public",
     "new_token",
 ]
 
@@ -47,8 +60,22 @@ log = logging.getLogger("sipbox.api")
 
 #: Paths served without credentials. Keep this the only such list (see module docstring).
 PUBLIC_PATHS: Final[frozenset[str]] = frozenset(
-    {"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect"}
+    {"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/login"}
 )
+
+#: Path prefixes served without credentials: the pages' script and style sheet.
+PUBLIC_PREFIXES: Final[tuple[str, ...]] = ("/static/",)
+
+
+def is_public(path: str, extra: frozenset[str] = frozenset()) -> bool:
+    """Whether `path` is served without credentials (`extra`: e.g. ``/metrics`` when the
+    configuration makes it public)."""
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES) or path in extra
+
+
+def is_page(path: str) -> bool:
+    """Whether `path` is a web admin page (an anonymous browser is sent to the login page)."""
+    return path in ("/", "/ui") or path.startswith("/ui/")
 
 #: Methods a read-only token may use.
 READ_METHODS: Final[frozenset[str]] = frozenset({"GET", "HEAD"})
@@ -76,6 +103,8 @@ class Principal:
     token_id: int
     name: str
     role: TokenRole
+    via: Literal["token", "session"] = "token"
+    session: Session | None = None
 
     @property
     def may_write(self) -> bool:
@@ -140,32 +169,35 @@ _ErrorFactory = Callable[[int, str, dict[str, str]], _AsgiResponder]
 
 
 class AuthMiddleware:
-    """ASGI middleware: every non-public HTTP request needs a valid bearer token.
+    """ASGI middleware: every non-public HTTP request needs a bearer token or a web session.
 
     Missing or unknown token -> 401 with ``WWW-Authenticate: Bearer`` (RFC 6750 §3); a
-    read-only token on a writing method -> 403. `error_app` builds the JSON error answer, so
-    this module does not depend on the error module's response format.
+    read-only token on a writing method -> 403; a session without the right CSRF header on a
+    writing method -> 403. `error_app` builds the JSON error answer, so this module does not
+    depend on the error module's response format.
     """
 
-    def __init__(self, app: ASGIApp, tokens: TokenCache, error_app: _ErrorFactory) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        tokens: TokenCache,
+        error_app: _ErrorFactory,
+        sessions: SessionStore | None = None,
+        extra_public: frozenset[str] = frozenset(),
+    ) -> None:
         self.app = app
         self.tokens = tokens
         self.error_app = error_app
+        self.sessions = sessions
+        self.extra_public = extra_public
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        if scope["type"] != "http" or is_public(scope["path"], self.extra_public):
             await self.app(scope, receive, send)
             return
         token = _bearer(scope)
         if token is None:
-            await self._refuse(
-                401,
-                "missing bearer token (Authorization: Bearer <token>)",
-                {"WWW-Authenticate": "Bearer"},
-                scope,
-                receive,
-                send,
-            )
+            await self._session(scope, receive, send)
             return
         principal = await self.tokens.lookup(token)
         if principal is None:
@@ -183,6 +215,43 @@ class AuthMiddleware:
                 403, f"token {principal.name!r} is read-only", {}, scope, receive, send
             )
             return
+        scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
+
+    async def _session(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """No bearer token: accept a live web session (with CSRF on writes), else refuse."""
+        session: Session | None = None
+        cookie = _cookie(scope, SESSION_COOKIE)
+        if cookie is not None and self.sessions is not None:
+            session = self.sessions.lookup(cookie)
+        if session is None:
+            path: str = scope["path"]
+            if scope["method"] in READ_METHODS and is_page(path):
+                query = scope.get("query_string", b"").decode("latin-1")
+                target = path + (f"?{query}" if query else "")
+                location = "/login?next=" + quote(target, safe="/")
+                await RedirectResponse(location, status_code=303)(scope, receive, send)
+                return
+            await self._refuse(
+                401,
+                "missing bearer token (Authorization: Bearer <token>) or web session",
+                {"WWW-Authenticate": "Bearer"},
+                scope,
+                receive,
+                send,
+            )
+            return
+        if scope["method"] not in READ_METHODS and not session.csrf_matches(_header(scope)):
+            await self._refuse(
+                403,
+                "missing or wrong CSRF token (send the page's token as X-CSRF-Token)",
+                {},
+                scope,
+                receive,
+                send,
+            )
+            return
+        principal = Principal(0, session.username, "admin", via="session", session=session)
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
 
@@ -208,6 +277,25 @@ def _bearer(scope: Scope) -> str | None:
             if scheme.lower() == "bearer" and credentials:
                 return credentials
             return None
+    return None
+
+
+def _cookie(scope: Scope, name: str) -> str | None:
+    """The value of cookie `name` in the request, or None."""
+    for header, value in scope.get("headers", ()):
+        if header == b"cookie":
+            found = cookie_parser(bytes(value).decode("latin-1")).get(name)
+            if found:
+                return found
+    return None
+
+
+def _header(scope: Scope, name: str = CSRF_HEADER) -> str | None:
+    """The first value of request header `name` (lowercase), or None."""
+    wanted = name.encode("latin-1")
+    for header, value in scope.get("headers", ()):
+        if header == wanted:
+            return bytes(value).decode("latin-1").strip()
     return None
 
 

@@ -7,13 +7,14 @@ for it with ``Depends(get_services)``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from sipbox.api.auth import TokenCache
 from sipbox.api.context import ApiContext, DirectoryView, RegistrarView
+from sipbox.api.web.sessions import LoginLimiter, SessionStore
 from sipbox.pbx.user_admin import UserAdmin
 from sipbox.storage import Store
 
@@ -22,10 +23,13 @@ __all__ = ["Services", "ServicesDep", "get_services"]
 
 @dataclass(slots=True)
 class Services:
-    """The running server's parts plus the API's own state (the token cache)."""
+    """The running server's parts plus the API's own state (token cache, web sessions, the
+    login lock-out table)."""
 
     context: ApiContext
     tokens: TokenCache
+    sessions: SessionStore = field(default_factory=SessionStore)
+    limiter: LoginLimiter = field(default_factory=LoginLimiter)
 
     @property
     def store(self) -> Store:

@@ -21,11 +21,23 @@ from starlette.routing import BaseRoute
 from starlette.types import Receive, Scope, Send
 
 from sipbox import __version__
-from sipbox.api.auth import PUBLIC_PATHS, AuthMiddleware, TokenCache
+from sipbox.api import metrics
+from sipbox.api.auth import AuthMiddleware, TokenCache, is_public
 from sipbox.api.context import ApiContext
 from sipbox.api.deps import Services
 from sipbox.api.errors import error_response, install_error_handlers
-from sipbox.api.routes import calls, cdr, health, registrations, security, status, users
+from sipbox.api.routes import (
+    calls,
+    cdr,
+    health,
+    registrations,
+    security,
+    status,
+    tokens,
+    users,
+)
+from sipbox.api.web import pages
+from sipbox.api.web.sessions import SessionStore
 
 __all__ = ["RouteInfo", "create_api", "iter_routes"]
 
@@ -33,16 +45,27 @@ _DESCRIPTION = """\
 Management API of **sipbox**, a SIP server / IP-PBX.
 
 Every operation except `/health` and this documentation needs
-`Authorization: Bearer <token>`. The first admin token is created on first start and written
-to `<state_dir>/admin-token`. Read-only tokens may only use GET.
+`Authorization: Bearer <token>` (or the web admin's session cookie plus its `X-CSRF-Token`
+header). The first admin token is created on first start and written to
+`<state_dir>/admin-token`; more are made with `POST /tokens`. Read-only tokens may only use GET.
 
 Errors are JSON: `{"error": "message", "field": "the bad field"}`; 422 invalid input,
 409 duplicate, 404 unknown, 401 no/invalid token, 403 not allowed.
 """
 
 
-def create_api(context: ApiContext, *, token_ttl: float = 5.0) -> FastAPI:
-    """Build the API application for a running server (see `ApiContext`)."""
+def create_api(
+    context: ApiContext,
+    *,
+    token_ttl: float = 5.0,
+    session_lifetime: float = 12 * 3600,
+    metrics_public: bool = False,
+) -> FastAPI:
+    """Build the API application for a running server (see `ApiContext`).
+
+    `session_lifetime` is ``[api] session_lifetime``; `metrics_public` (``[api]
+    metrics_public``) serves ``/metrics`` without credentials.
+    """
     app = FastAPI(
         title="sipbox",
         version=__version__,
@@ -51,13 +74,24 @@ def create_api(context: ApiContext, *, token_ttl: float = 5.0) -> FastAPI:
         docs_url="/docs",
         redoc_url=None,
     )
-    tokens = TokenCache(context.store, ttl=token_ttl)
-    app.state.services = Services(context=context, tokens=tokens)
-    for module in (health, users, registrations, status, security, calls, cdr):
+    token_cache = TokenCache(context.store, ttl=token_ttl)
+    sessions = SessionStore(lifetime=session_lifetime)
+    app.state.services = Services(context=context, tokens=token_cache, sessions=sessions)
+    extra_public = frozenset({metrics.PATH}) if metrics_public else frozenset()
+    app.state.extra_public = extra_public
+    for module in (health, users, registrations, status, security, calls, cdr, tokens):
         app.include_router(module.router)
+    app.include_router(metrics.router)
+    app.include_router(pages.router)
     install_error_handlers(app)
-    app.add_middleware(AuthMiddleware, tokens=tokens, error_app=_refusal)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.add_middleware(
+        AuthMiddleware,
+        tokens=token_cache,
+        error_app=_refusal,
+        sessions=sessions,
+        extra_public=extra_public,
+    )
+    app.openapi = lambda: _openapi(app, extra_public)  # type: ignore[method-assign]
     return app
 
 
@@ -71,7 +105,7 @@ def _refusal(status_code: int, message: str, headers: dict[str, str]) -> Any:
     return send_refusal
 
 
-def _openapi(app: FastAPI) -> dict[str, Any]:
+def _openapi(app: FastAPI, extra_public: frozenset[str] = frozenset()) -> dict[str, Any]:
     """FastAPI's document plus the bearer scheme on every non-public operation."""
     if app.openapi_schema is not None:
         return app.openapi_schema
@@ -89,7 +123,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     }
     for path, operations in document.get("paths", {}).items():
         for operation in operations.values():
-            operation["security"] = [] if path in PUBLIC_PATHS else [{"bearerAuth": []}]
+            public = is_public(path, extra_public)
+            operation["security"] = [] if public else [{"bearerAuth": []}]
     # FastAPI's own 422 schemas are unused: our handler answers with ErrorOut.
     schemas = components.get("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):

@@ -284,6 +284,8 @@ class Counts(BaseModel):
     users: int
     registrations: int | None = None
     reachable: int | None = None
+    calls: int | None = Field(None, description="Calls in progress (null without calls)")
+    bans: int | None = Field(None, description="Sources banned now (null without the guard)")
 
 
 class StatusOut(BaseModel):

@@ -87,7 +87,11 @@ async def start_api(context: ApiContext, settings: Settings) -> ApiHandle:
     host, port = parse_listen(settings.api.listen)
     sock = _bind(host, port)
     config = uvicorn.Config(
-        create_api(context),
+        create_api(
+            context,
+            session_lifetime=settings.api.session_lifetime,
+            metrics_public=settings.api.metrics_public,
+        ),
         log_config=None,
         access_log=False,
         lifespan="off",

@@ -62,6 +62,8 @@ class Dispatcher:
     handlers: dict[str, RequestHandler] = field(default_factory=dict)
     event_handlers: dict[type, EventHandler] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
+    # Requests that passed the screen, by method (read by /metrics at scrape time).
+    requests: dict[str, int] = field(default_factory=dict)
     # The anti-scanning hook (issue 6, `pbx/security.py`): asked first for every request; False
     # drops it without any response (a source just banned or flood-blocked gets no feedback).
     screen: Callable[[RequestContext], bool] | None = None
@@ -111,6 +113,8 @@ class Dispatcher:
             return
         request = ctx.request
         method = request.method
+        requests = self.requests
+        requests[method] = requests.get(method, 0) + 1
         if method == "ACK":
             handler = self.handlers.get("ACK")
             if handler is not None:

@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 
 from sipbox.api import PUBLIC_PATHS, ensure_admin_token, hash_token
-from sipbox.api.auth import TokenCache
+from sipbox.api.auth import TokenCache, is_page, is_public
 from sipbox.api.factory import iter_routes
 from sipbox.storage.sql import SqlStore
 from tests.api.conftest import ADMIN_TOKEN, READER_TOKEN
@@ -23,7 +23,7 @@ def _protected(api: FastAPI) -> list[tuple[str, str]]:
     return [
         (method, info.path)
         for info in iter_routes(api)
-        if info.path not in PUBLIC_PATHS
+        if not is_public(info.path)
         for method in sorted(info.methods - {"HEAD"})
     ]
 
@@ -43,6 +43,10 @@ async def test_every_non_public_route_refuses_without_a_token(
     protected = _protected(api)
     for method, path in protected:
         response = await anon.request(method, _concrete(path), json={})
+        if is_page(path) and method == "GET":  # a browser is sent to the login page instead
+            assert response.status_code == 303, (method, path, response.text)
+            assert response.headers["location"].startswith("/login?next=/"), path
+            continue
         assert response.status_code == 401, (method, path, response.text)
         assert response.headers["www-authenticate"].startswith("Bearer")
         assert response.json()["error"]
@@ -53,6 +57,8 @@ async def test_every_non_public_route_refuses_a_wrong_token(
     api: FastAPI, anon: httpx.AsyncClient
 ) -> None:
     for method, path in _protected(api):
+        if is_page(path) and method == "GET":
+            continue  # pages are for browsers; tokens are for scripts (covered above)
         response = await anon.request(
             method, _concrete(path), headers={"Authorization": "Bearer sbx_wrong"}
         )

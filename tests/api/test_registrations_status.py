@@ -90,7 +90,13 @@ async def test_status(
     assert body["version"]
     assert body["domain"] == "pbx.test"
     assert 41 <= body["uptime_seconds"] < 100
-    assert body["counts"] == {"users": 3, "registrations": 2, "reachable": 2}
+    assert body["counts"] == {
+        "users": 3,
+        "registrations": 2,
+        "reachable": 2,
+        "calls": None,
+        "bans": None,
+    }
     assert body["listeners"] == [
         {"transport": "udp", "host": "127.0.0.1", "port": 5060},
         {"transport": "tcp", "host": "::1", "port": 5060},
@@ -106,7 +112,13 @@ async def test_status_with_nothing_but_a_store(
     server.transport = None
     server.endpoint = None
     body = (await client.get("/status")).json()
-    assert body["counts"] == {"users": 0, "registrations": None, "reachable": None}
+    assert body["counts"] == {
+        "users": 0,
+        "registrations": None,
+        "reachable": None,
+        "calls": None,
+        "bans": None,
+    }
     assert body["listeners"] == [] and body["sip_counters"] is None
 
 

@@ -61,7 +61,8 @@ class RunningServer:
         log.close()
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
-            if " ready" in self.log_text()[offset:]:
+            text = self.log_text()[offset:]
+            if " ready" in text or '"message": "ready"' in text:  # text or JSON log format
                 return self
             if self.process.poll() is not None:
                 raise RuntimeError(f"sipbox exited at start-up:\n{self.log_text()[offset:]}")

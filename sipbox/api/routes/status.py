@@ -32,6 +32,12 @@ async def get_status(services: ServicesDep) -> StatusOut:
         directory = services.directory
         if directory is not None:
             counts.reachable = sum(1 for u in directory.all() if registrar.reachable(u.number))
+    calls = getattr(context, "calls", None)
+    if calls is not None:
+        counts.calls = len(calls.b2bua.calls)
+    security = getattr(context, "security", None)
+    if security is not None:
+        counts.bans = len(security.active_bans())
     now = time.time()
     return StatusOut(
         version=__version__,
@@ -62,6 +68,8 @@ def _counters(endpoint: object) -> dict[str, int | float] | None:
     """The endpoint's counters as a flat name -> number map (a mapping, a dataclass or an
     object with numeric attributes are accepted), or None when it keeps none."""
     counters: Any = getattr(endpoint, "counters", None)
+    if counters is None:  # the real endpoint's `EndpointStats` (a __slots__ object)
+        counters = getattr(endpoint, "stats", None)
     if counters is None:
         return None
     if callable(counters):
