@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Install the SIP tools the interop tests drive: SIPp (Debian package sip-tester), sipsak,
-# baresip, sipvicious and Kamailio. Shared by `make test` and .ci/run.
+# baresip, sipvicious and Kamailio. Also Chromium, which the web admin tests
+# (tests/web) drive headless through Playwright. Shared by `make test` and .ci/run.
 #
 # Why a script: the same Debian packages must be installed on a developer's machine and in CI,
 # and installing them must never leave a Kamailio or baresip daemon holding port 5060, which
 # would make every SIP test of ours fail with "address in use".
 #
 # Usage: scripts/install-interop-tools.sh [--force] [--no-update]
-#   (default)    install only when `sipp` is missing; needs root, otherwise explains and exits 0
+#   (default)    install only when `sipp` or `chromium` is missing; needs root, otherwise
+#                explains and exits 0
 #   --force      install (or upgrade) even when sipp is present; fails when not root
 #   --no-update  skip `apt-get update` (the caller just ran it)
 set -euo pipefail
 
-PACKAGES=(sip-tester sipsak baresip sipvicious kamailio)
+PACKAGES=(sip-tester sipsak baresip sipvicious kamailio chromium)
 DAEMONS=(kamailio baresip)
 
 force=0
@@ -26,8 +28,9 @@ for arg in "$@"; do
     esac
 done
 
-if [[ $force -eq 0 ]] && command -v sipp >/dev/null 2>&1; then
-    echo "interop tools: sipp found, nothing to install"
+if [[ $force -eq 0 ]] && command -v sipp >/dev/null 2>&1 \
+    && command -v chromium >/dev/null 2>&1; then
+    echo "interop tools: sipp and chromium found, nothing to install"
     exit 0
 fi
 
