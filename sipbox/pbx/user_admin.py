@@ -36,6 +36,7 @@ __all__ = [
     "UserFieldError",
     "check_number",
     "has_password",
+    "normalise_forwarding",
     "hash_password",
     "normalise_ip_auth",
     "normalise_static_contact",
@@ -235,8 +236,43 @@ _SETTABLE: Final = frozenset(
         "ring_timeout",
         "max_calls",
         "settings",
+        "forwarding",
     }
 )
+
+#: Keys of ``settings["forwarding"]`` (issue 4): a target number per condition, and DND.
+FORWARDING_TARGETS: Final = ("unconditional", "busy", "no_answer", "unreachable")
+
+
+def normalise_forwarding(
+    value: Mapping[str, Any], current: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Merge a forwarding change into the current settings (only the keys given change; a
+    ``None`` target clears it) and check it: targets are numbers (`check_number` rules, not a
+    feature code), ``dnd`` is a boolean. Returns every key, as stored in
+    ``settings["forwarding"]`` and read by `sipbox.pbx.calls.forwarding.Forwarding`."""
+    if not isinstance(value, Mapping):
+        raise UserFieldError("forwarding", "must be an object")
+    out: dict[str, Any] = {key: None for key in FORWARDING_TARGETS}
+    out["dnd"] = False
+    for key, item in (current or {}).items():
+        if key in out:
+            out[key] = item
+    for key, item in value.items():
+        if key == "dnd":
+            if not isinstance(item, bool):
+                raise UserFieldError("forwarding.dnd", "must be true or false")
+        elif key in FORWARDING_TARGETS:
+            if item == "":
+                item = None
+            if item is not None and (
+                not isinstance(item, str) or not _NUMBER_RE.fullmatch(item) or item[0] == "*"
+            ):
+                raise UserFieldError(f"forwarding.{key}", f"{item!r} is not a number to forward to")
+        else:
+            raise UserFieldError(f"forwarding.{key}", "is not a forwarding setting")
+        out[key] = item
+    return out
 
 
 class UserAdmin:
@@ -358,6 +394,14 @@ class UserAdmin:
                 hashed = hash_password(number, self._realm, password)
                 settings.update(hashed.pop("settings"))
                 values.update(hashed)
+            values["settings"] = settings
+        if "forwarding" in values:
+            forwarding = values.pop("forwarding") or {}
+            settings = dict(values.get("settings") or current_settings)
+            settings["forwarding"] = normalise_forwarding(forwarding, settings.get("forwarding"))
+            for key in FORWARDING_TARGETS:
+                if settings["forwarding"][key] == number:
+                    raise UserFieldError(f"forwarding.{key}", "a user cannot forward to itself")
             values["settings"] = settings
         if "ip_auth" in values:
             values["ip_auth"] = normalise_ip_auth(values["ip_auth"] or ())

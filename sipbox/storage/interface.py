@@ -316,6 +316,17 @@ class Store(Protocol):
         """Every group with its members, by number."""
         ...
 
+    async def update_group(
+        self,
+        number: str,
+        changes: Mapping[str, Any],
+        members: Sequence[GroupMember] | None = None,
+    ) -> Group:
+        """Change the given group fields (``number``, ``name``, ``strategy``, ``ring_timeout``,
+        ``no_answer_destination``, ``completed_elsewhere``, ``settings``) and, when `members`
+        is not None, replace the member list; `NotFound`, `AlreadyExists`, `InvalidValue`."""
+        ...
+
     async def delete_group(self, number: str) -> None:
         """Delete a group and its members; `NotFound` if absent."""
         ...

@@ -926,6 +926,52 @@ class SqlStore:
         """Every group with its members, by number."""
         return await self._groups(None)
 
+    async def update_group(
+        self,
+        number: str,
+        changes: Mapping[str, Any],
+        members: Sequence[GroupMember] | None = None,
+    ) -> Group:
+        """Change some fields and/or replace the members, in one transaction."""
+        unknown = set(changes) - _GROUP_FIELDS
+        if unknown:
+            raise InvalidValue(f"unknown group field {sorted(unknown)[0]!r}")
+        if "strategy" in changes and changes["strategy"] not in GROUP_STRATEGIES:
+            raise InvalidValue(f"strategy must be one of {sorted(GROUP_STRATEGIES)}")
+        values = dict(changes)
+        if "settings" in values:
+            values["settings"] = dict(values["settings"] or {})
+        values["updated_at"] = self._clock()
+        new_number = values.get("number", number)
+        async with self._write(conflict="number") as conn:
+            found = (
+                await conn.execute(sa.select(groups.c.id).where(groups.c.number == number))
+            ).first()
+            if found is None:
+                raise NotFound(f"group {number!r}")
+            group_id = found[0]
+            await conn.execute(groups.update().where(groups.c.id == group_id).values(values))
+            if members is not None:
+                await conn.execute(
+                    group_members.delete().where(group_members.c.group_id == group_id)
+                )
+                if members:
+                    await conn.execute(
+                        group_members.insert(),
+                        [
+                            {
+                                "group_id": group_id,
+                                "position": i,
+                                "member_number": m.number,
+                                "timeout": m.timeout,
+                            }
+                            for i, m in enumerate(members)
+                        ],
+                    )
+        group = await self.get_group_by_number(new_number)
+        assert group is not None
+        return group
+
     async def delete_group(self, number: str) -> None:
         """Delete a group (members go with it); `NotFound` if absent."""
         async with self._write() as conn:
@@ -975,6 +1021,19 @@ class SqlStore:
                 )
             )
         return out
+
+
+_GROUP_FIELDS = frozenset(
+    {
+        "number",
+        "name",
+        "strategy",
+        "ring_timeout",
+        "no_answer_destination",
+        "completed_elsewhere",
+        "settings",
+    }
+)
 
 
 def _cdr_values(record: Cdr) -> dict[str, Any]:

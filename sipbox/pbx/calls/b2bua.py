@@ -490,6 +490,13 @@ class B2BUA:
         call.state = CallState.ANSWERED
         call.final_sent = True
         call.answered_at = self.wall()
+        if leg.spec.number != call.callee_number:
+            # A group member or forward target answered: from now on that user is the one in
+            # the call (its `max_calls`, and "busy" for groups), not the number dialed.
+            for number, delta in ((call.callee_number, -1), (leg.spec.number, 1)):
+                if number and number != call.caller.number:
+                    self._count_active(number, delta)
+            call.callee_number = leg.spec.number
         self._apply(call, call.plan.answered(leg.key, now), now)
         bside = Side("callee", dialog, destination, connection_id)
         bside.invite_seq = leg.invite.cseq.seq
