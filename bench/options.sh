@@ -29,7 +29,7 @@ listen = "$HOST:18080"
 whitelist = ["127.0.0.0/8"]
 CONF
 # Pin the server to core 0 and SIPp to core 1 so they do not fight for one core.
-taskset -c 0 .venv/bin/sipbox serve --config "$WORK/sipbox.toml" 2>"$WORK/sipbox.log" &
+taskset -c 0 $PY -m sipbox serve --config "$WORK/sipbox.toml" 2>"$WORK/sipbox.log" &
 SIPBOX_PID=$!
 taskset -c 0 $PY bench/minimal_responder.py "$HOST" 5071 &
 FLOOR_PID=$!

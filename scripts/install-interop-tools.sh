@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the SIP tools the interop tests drive: SIPp (Debian package sip-tester), sipsak,
-# baresip, sipvicious and Kamailio. Also Chromium, which the web admin tests
+# baresip, sipvicious and Kamailio (with its SQLite driver, kamailio-sqlite-modules, for
+# bench/kamailio_register.sh). Also Chromium, which the web admin tests
 # (tests/web) drive headless through Playwright. Shared by `make test` and .ci/run.
 #
 # Why a script: the same Debian packages must be installed on a developer's machine and in CI,
@@ -14,7 +15,7 @@
 #   --no-update  skip `apt-get update` (the caller just ran it)
 set -euo pipefail
 
-PACKAGES=(sip-tester sipsak baresip sipvicious kamailio chromium)
+PACKAGES=(sip-tester sipsak baresip sipvicious kamailio kamailio-sqlite-modules chromium)
 DAEMONS=(kamailio baresip)
 
 force=0
@@ -23,7 +24,7 @@ for arg in "$@"; do
     case "$arg" in
         --force) force=1 ;;
         --no-update) update=0 ;;
-        -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "install-interop-tools: unknown option $arg" >&2; exit 2 ;;
     esac
 done
