@@ -138,6 +138,7 @@ class Server:
         self.dispatcher = Dispatcher(port=self.pump, user_agent=sip.user_agent)
         await self._start_registration()
         await self._start_calls()
+        await self._start_lines()
         admin_token = await ensure_admin_token(self.store, self.state_dir)
         # Also on an installation that ran before the web admin existed (issue 7).
         web_password = await ensure_web_admin(self.store)
@@ -165,6 +166,8 @@ class Server:
                 local_networks=[str(n) for n in sip.local_networks],
             )
         )
+        if getattr(self, "lines", None) is not None:
+            self.lines.start()  # REGISTERs need the transport and the advertised address
         self.api = await start_api(self, settings)
         if admin_token is not None:
             token_file = self.state_dir / "admin-token"
@@ -274,10 +277,30 @@ class Server:
         await self.calls.load()
         self.calls.start()
 
+    async def _start_lines(self) -> None:
+        """External lines and trunks (issue 5): after calls (it adds a resolver to their
+        router and a peer hook to auth); registrations start with the event loop."""
+        from sipbox.pbx.lines.service import LineService
+
+        assert self.dispatcher is not None
+        self.lines = LineService(
+            dispatcher=self.dispatcher,
+            calls=self.calls,
+            auth=self.auth,
+            store=self.store,
+            state_dir=self.state_dir,
+            settings=self.settings,
+            domain=self.domain,
+            security=self.security,
+        )
+        await self.lines.load()
+
     async def stop(self) -> None:
         if self.api is not None:
             await self.api.stop()
             self.api = None
+        if getattr(self, "lines", None) is not None:
+            await self.lines.stop()  # un-REGISTER while the transport still runs
         if self.transport is not None:
             await self.transport.stop()
         if self.pump is not None:

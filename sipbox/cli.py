@@ -1105,3 +1105,7 @@ def cdr_list(
 def main() -> None:
     """Console-script entry point (``sipbox`` in ``pyproject.toml``)."""
     app()
+
+
+# Sub-commands kept in modules of their own register themselves on the apps above.
+from sipbox import cli_groups as _cli_groups  # noqa: E402, F401

@@ -453,6 +453,54 @@ class CallSettings(_Section):
     max_duration: Duration = 0.0
 
 
+class LinesSettings(_Section):
+    """External lines, trunks and call prefixes (issue 5): timing and toll-fraud policy."""
+
+    # Registration retry after a failure: `backoff_base` doubling up to `backoff_cap`.
+    backoff_base: PositiveDuration = 60.0
+    backoff_cap: PositiveDuration = 1800.0
+    # Ring timeout of calls leaving through a line or trunk.
+    ring_timeout: PositiveDuration = 120.0
+    # Numbers that always route (any class of service, no prefix), through `emergency_route`
+    # (line/trunk names in order; empty: every line, then every trunk).
+    emergency_numbers: tuple[str, ...] = ("110", "112", "119", "120", "911", "999")
+    emergency_route: tuple[str, ...] = ()
+    # How a dialed external number is classified for class of service.
+    national_prefix: str = "0"
+    international_prefix: str = "00"
+    # Concurrent calls out through lines/trunks per user (0: no limit).
+    max_outbound_per_user: int = Field(default=0, ge=0)
+    # `line test`: pause between two tries (the carrier's own fail-to-ban).
+    test_spacing: Duration = 5.0
+    # Re-resolve trunk and proxy host names this often.
+    resolve_interval: PositiveDuration = 300.0
+
+
+class DnsSettings(_Section):
+    """Resolvers for RFC 3263 look-ups of line domains (empty: those of /etc/resolv.conf)."""
+
+    servers: tuple[str, ...] = ()
+    timeout: PositiveDuration = 2.0
+
+
+FeatureCode = Annotated[str, Field(pattern=r"^([*#][0-9*#]{1,7})?$")]
+"""A feature code prefix dialed from a phone (``*90``); empty disables that code."""
+
+
+class FeatureSettings(_Section):
+    """Feature codes dialed from phones (issue 4): forwarding and do-not-disturb."""
+
+    enabled: bool = True
+    forward_busy: FeatureCode = "*90"
+    forward_unreachable: FeatureCode = "*91"
+    forward_no_answer: FeatureCode = "*92"
+    forward_unconditional: FeatureCode = "*93"
+    dnd_on: FeatureCode = "*78"
+    dnd_off: FeatureCode = "*79"
+    # The final status confirming a change (there is no media server to play a tone yet).
+    answer_status: int = Field(480, ge=400, le=699)
+
+
 class Settings(BaseModel):
     """All settings, one attribute per TOML section. Build with :func:`load_settings`."""
 
@@ -468,6 +516,8 @@ class Settings(BaseModel):
         "registrar",
         "guard",
         "calls",
+        "lines",
+        "dns",
     )
 
     server: ServerSettings = Field(default_factory=ServerSettings)
@@ -479,6 +529,8 @@ class Settings(BaseModel):
     registrar: RegistrarSettings = Field(default_factory=RegistrarSettings)
     guard: GuardSettings = Field(default_factory=GuardSettings)
     calls: CallSettings = Field(default_factory=CallSettings)
+    lines: LinesSettings = Field(default_factory=LinesSettings)
+    dns: DnsSettings = Field(default_factory=DnsSettings)
 
 
 # --------------------------------------------------------------------------------------------

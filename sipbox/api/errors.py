@@ -124,8 +124,8 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
 async def _store_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, UserFieldError):
         return error_response(422, str(exc), exc.field)
-    if isinstance(exc, InvalidValue):
-        return error_response(422, str(exc))
+    if isinstance(exc, InvalidValue):  # a service's own field errors (groups) carry `field`
+        return error_response(422, str(exc), getattr(exc, "field", None))
     if isinstance(exc, AlreadyExists):
         return error_response(409, str(exc))
     if isinstance(exc, NotFound):

@@ -30,6 +30,7 @@ from sipbox.api.routes import (
     calls,
     cdr,
     health,
+    lines,
     registrations,
     security,
     status,
@@ -81,6 +82,7 @@ def create_api(
     app.state.extra_public = extra_public
     for module in (health, users, registrations, status, security, calls, cdr, tokens):
         app.include_router(module.router)
+    app.include_router(lines.router)
     app.include_router(metrics.router)
     app.include_router(pages.router)
     install_error_handlers(app)

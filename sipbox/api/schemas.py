@@ -30,6 +30,8 @@ __all__ = [
     "Counts",
     "ErrorOut",
     "FieldError",
+    "ForwardingIn",
+    "ForwardingOut",
     "Health",
     "Listener",
     "RegistrationList",
@@ -94,6 +96,41 @@ _contact_field = Field(
 )
 
 
+_TARGET_HELP = "Number to forward to (a user, a group, later an external number); null = off"
+
+
+class ForwardingIn(BaseModel):
+    """Call forwarding and do-not-disturb (issue 4); on a change only the keys sent change,
+    ``null`` switches that forwarding off. Phones set the same with feature codes
+    (``*90*1002#``...). See docs/calls.md, Forwarding."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    unconditional: str | None = Field(None, description=_TARGET_HELP, examples=["1003"])
+    busy: str | None = Field(None, description=_TARGET_HELP)
+    no_answer: str | None = Field(None, description=_TARGET_HELP + " (after the ring timeout)")
+    unreachable: str | None = Field(None, description=_TARGET_HELP + " (offline, no response)")
+    dnd: bool | None = Field(
+        None, description="Do not disturb: callers get 486, or the busy target when set"
+    )
+
+    def changes(self) -> dict[str, Any]:
+        out = {name: getattr(self, name) for name in self.model_fields_set}
+        if out.get("dnd", False) is None:
+            out["dnd"] = False
+        return out
+
+
+class ForwardingOut(BaseModel):
+    """A user's forwarding targets (null = off) and DND flag."""
+
+    unconditional: str | None = None
+    busy: str | None = None
+    no_answer: str | None = None
+    unreachable: str | None = None
+    dnd: bool = False
+
+
 class _UserFields(BaseModel):
     """Validators shared by create and update."""
 
@@ -131,6 +168,7 @@ class UserCreate(_UserFields):
     class_of_service: ClassOfService = "local"
     ring_timeout: int | None = Field(None, ge=0, le=3600, description="Seconds; null = default")
     max_calls: int | None = Field(None, ge=0, le=1000, description="null = no limit")
+    forwarding: ForwardingIn | None = None
 
     @field_validator("number")
     @classmethod
@@ -139,7 +177,10 @@ class UserCreate(_UserFields):
 
     def settable(self) -> dict[str, Any]:
         """The fields for `UserAdmin.create` (everything but the number)."""
-        return self.model_dump(exclude={"number"})
+        out = self.model_dump(exclude={"number", "forwarding"})
+        if self.forwarding is not None:
+            out["forwarding"] = self.forwarding.changes()
+        return out
 
 
 class UserUpdate(_UserFields):
@@ -160,6 +201,9 @@ class UserUpdate(_UserFields):
     class_of_service: ClassOfService | None = None
     ring_timeout: int | None = Field(None, ge=0, le=3600)
     max_calls: int | None = Field(None, ge=0, le=1000)
+    forwarding: ForwardingIn | None = Field(
+        None, description="Only the keys sent change; null switches every forwarding and DND off"
+    )
 
     @model_validator(mode="after")
     def _not_null(self) -> UserUpdate:
@@ -173,6 +217,9 @@ class UserUpdate(_UserFields):
         out = {name: getattr(self, name) for name in self.model_fields_set}
         if "ip_auth" in out and out["ip_auth"] is None:
             out["ip_auth"] = []
+        if "forwarding" in out:
+            fwd = out["forwarding"]
+            out["forwarding"] = ForwardingOut().model_dump() if fwd is None else fwd.changes()
         return out
 
 
@@ -194,6 +241,7 @@ class UserOut(BaseModel):
     class_of_service: ClassOfService
     ring_timeout: int | None
     max_calls: int | None
+    forwarding: ForwardingOut = Field(default_factory=ForwardingOut)
     registrations: int | None = Field(
         None, description="Live registrations (null when the registrar is not running)"
     )

@@ -90,7 +90,7 @@ class AuthGuard(Protocol):
     ) -> object | None: ...
 
 
-AuthMethod = Literal["digest", "ip"]
+AuthMethod = Literal["digest", "ip", "line", "trunk"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +106,10 @@ class AuthResult:
     user: User | None
     method: AuthMethod | None = None
     answered: bool = False
+    # Set for a call in from an external line or trunk (issue 5): its name, and the local
+    # number the inbound routes give for the DID (the Request-URI holds the line's Contact).
+    peer: str | None = None
+    dialed: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -159,6 +163,7 @@ class Authenticator:
         "ip_sources",
         "live_registrations_from",
         "on_guard_event",
+        "peers",
         "realm",
         "stats",
     )
@@ -195,6 +200,9 @@ class Authenticator:
         # contact (issue 3, "or to the last source address it used").
         self.ip_sources: dict[str, Address] = {}
         self.stats: dict[str, int] = {}
+        # External lines and trunks (issue 5, `pbx/lines/service.py`): a trusted peer by
+        # source address (+ the line's Contact user); checked first, see docs/lines.md.
+        self.peers: Callable[[RequestContext], AuthResult | None] | None = None
 
     # -- entry point ------------------------------------------------------------------------
     def authenticate(
@@ -209,6 +217,11 @@ class Authenticator:
         """
         request = ctx.request
         register = request.method == "REGISTER"
+        if self.peers is not None and not register:
+            peer = self.peers(ctx)
+            if peer is not None:
+                self._count("peer")
+                return peer
         claimed, display = _identity(request, register)
         host = _remote_host(ctx)
         user_agent = request.headers.get("user-agent")

@@ -20,11 +20,13 @@ from sipbox.api.routes.common import AUTH_ERRORS, error_responses
 from sipbox.api.schemas import (
     BulkCreated,
     BulkUsersIn,
+    ForwardingOut,
     UserCreate,
     UserList,
     UserOut,
     UserUpdate,
 )
+from sipbox.pbx.calls.forwarding import Forwarding
 from sipbox.pbx.user_admin import has_password, password_is_stale
 from sipbox.storage import AlreadyExists, User
 
@@ -55,6 +57,7 @@ def user_out(user: User, realm: str, registrar: RegistrarView | None) -> UserOut
         class_of_service=user.class_of_service,
         ring_timeout=user.ring_timeout,
         max_calls=user.max_calls,
+        forwarding=ForwardingOut(**Forwarding.of(user).as_dict()),
         registrations=registrations,
         reachable=reachable,
         created_at=user.created_at,

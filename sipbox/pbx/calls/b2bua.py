@@ -52,6 +52,7 @@ from __future__ import annotations
 import heapq
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from sipbox.sip.address import Address, Peer
@@ -229,7 +230,8 @@ class B2BUA:
         peer = ctx.peer
         assert isinstance(peer, Peer)
         now = self.port.now()
-        dialed = _dialed_number(request)
+        # A call in from an external line/trunk names its local destination (issue 5).
+        dialed = getattr(result, "dialed", None) or _dialed_number(request)
         if caller.max_calls is not None and self.active_calls(caller.number) >= caller.max_calls:
             self._reject(ctx, caller, dialed or "", Reject(486, "Too Many Calls"))
             return
@@ -251,6 +253,7 @@ class B2BUA:
             dialed_number=dialed,
             a_call_id=request.call_id,
             destination=route.label,
+            line=getattr(result, "peer", None),
         )
         call = Call(call_id, request, peer, caller, dialed, route, now, cdr)
         call.a_tx = ctx.transaction
@@ -394,6 +397,12 @@ class B2BUA:
             headers.add(name, value)
         if a.body:
             headers.add("Content-Type", a.headers.get("content-type") or "application/sdp")
+        # A leg out through an external line/trunk (issue 5, `pbx/lines/outbound.py`): the
+        # egress gives it the line's identity, Route and Diversion.
+        egress = getattr(spec, "egress", None)
+        if egress is not None:
+            egress.prepare(call, spec, headers)
+            call.cdr = replace(call.cdr, line=egress.name)
         invite = Request("INVITE", target.request_uri, headers, a.body)
         leg = BLeg(spec, invite, f"{call.id}x{spec.key}")
         call.legs[spec.key] = leg
@@ -404,6 +413,18 @@ class B2BUA:
 
     def _leg_response(self, call: Call, leg: BLeg, response: Response, tx: object) -> None:
         status = response.status
+        egress = getattr(leg.spec, "egress", None)
+        if egress is not None and leg.state is not LegState.CANCELLING and leg.live:
+            retry = egress.on_response(leg.invite, response)
+            if retry is not None:
+                # 401/407 from the carrier: the same INVITE with the line's credentials.
+                self._tx.pop(tx, None)
+                leg.invite = retry
+                leg.tx = self.port.send_request(
+                    retry, leg.target.destination, leg.target.connection_id
+                )
+                self._tx[leg.tx] = (call, leg)
+                return
         if status < 200:
             if status == 100 or not leg.live:
                 return
