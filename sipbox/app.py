@@ -274,8 +274,27 @@ class Server:
             t1=self.settings.sip.t1,
             t2=self.settings.sip.t2,
         )
+        await self._start_call_features()
         await self.calls.load()
         self.calls.start()
+
+    async def _start_call_features(self) -> None:
+        """Groups, forwarding/DND and feature codes (issue 4) on the calls router."""
+        from sipbox.pbx.calls.featurecodes import FeatureCodes
+        from sipbox.pbx.calls.features import install_features
+
+        f = self.settings.features
+        codes = FeatureCodes(
+            f.forward_busy, f.forward_unreachable, f.forward_no_answer,
+            f.forward_unconditional, f.dnd_on, f.dnd_off, f.answer_status,
+        )  # fmt: skip
+        await install_features(
+            self.calls,
+            self.store,
+            domain=self.domain,
+            ring_timeout=self.settings.calls.ring_timeout,
+            codes=codes if f.enabled else None,
+        )
 
     async def _start_lines(self) -> None:
         """External lines and trunks (issue 5): after calls (it adds a resolver to their

@@ -516,6 +516,7 @@ class Settings(BaseModel):
         "registrar",
         "guard",
         "calls",
+        "features",
         "lines",
         "dns",
     )
@@ -529,6 +530,7 @@ class Settings(BaseModel):
     registrar: RegistrarSettings = Field(default_factory=RegistrarSettings)
     guard: GuardSettings = Field(default_factory=GuardSettings)
     calls: CallSettings = Field(default_factory=CallSettings)
+    features: FeatureSettings = Field(default_factory=FeatureSettings)
     lines: LinesSettings = Field(default_factory=LinesSettings)
     dns: DnsSettings = Field(default_factory=DnsSettings)
 

@@ -29,6 +29,7 @@ from sipbox.api.errors import error_response, install_error_handlers
 from sipbox.api.routes import (
     calls,
     cdr,
+    groups,
     health,
     lines,
     registrations,
@@ -83,6 +84,7 @@ def create_api(
     for module in (health, users, registrations, status, security, calls, cdr, tokens):
         app.include_router(module.router)
     app.include_router(lines.router)
+    app.include_router(groups.router)
     app.include_router(metrics.router)
     app.include_router(pages.router)
     install_error_handlers(app)
