@@ -156,7 +156,7 @@ def group_add(
 ) -> None:
     """Create a group: `sipbox group add 600 --members 1001,1002,1003 --strategy ring-all`."""
     client = api_client_or_exit(api_url, token, config)
-    body = {"number": number, "name": name}
+    body: dict[str, Any] = {"number": number, "name": name}
     body.update(_options(strategy, timeout, no_answer, completed_elsewhere, skip_busy))
     if members is not None:
         body["members"] = _members(members)

@@ -65,6 +65,8 @@ def _members(value: object) -> list[GroupMember]:
         raise GroupFieldError("members", "must be a list of user numbers")
     out: list[GroupMember] = []
     for i, item in enumerate(value):
+        number: object
+        timeout: object
         if isinstance(item, GroupMember):
             number, timeout = item.number, item.timeout
         elif isinstance(item, str):
