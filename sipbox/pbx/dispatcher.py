@@ -46,6 +46,9 @@ class RequestContext:
     request: Request
     peer: object  # sipbox.sip.address.Peer
     transaction: object | None = None
+    # Set by the guard's screen (`pbx/security.py`) once it inspected the scanner signature:
+    # (the guard, the From display name it checked), so auth does not inspect it again.
+    signature: tuple[object, str | None] | None = None
 
 
 RequestHandler = Callable[[RequestContext], None]
@@ -69,6 +72,18 @@ class Dispatcher:
     screen: Callable[[RequestContext], bool] | None = None
     # allow_header() for the handlers it was computed from (OPTIONS and 405/501 ask every time).
     _allow: tuple[frozenset[str], str] | None = field(default=None, init=False, repr=False)
+    # The stateless OPTIONS 200's lines after To..CSeq, for (Allow, Supported, Server).
+    _options_tail: tuple[tuple[str, frozenset[str], str], str] | None = field(
+        default=None, init=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        # Out-of-dialog OPTIONS are answered without a server transaction (issue 2): the
+        # endpoint calls `answer_stateless` before it would create one. A port without the
+        # hook (tests' fakes) keeps the transaction path; both give the same answers.
+        hook = getattr(self.port, "answer_statelessly", None)
+        if hook is not None:
+            hook(("OPTIONS",), self.answer_stateless)
 
     def allow_header(self) -> str:
         cached = self._allow
@@ -142,6 +157,65 @@ class Dispatcher:
         else:
             self.reply(ctx, 501, headers=[("Allow", self.allow_header())])
 
+    def answer_stateless(self, request: Request, peer: object) -> bytes | None:
+        """The endpoint's stateless hook for an out-of-dialog OPTIONS: the same checks and
+        counters as `handle_request` (screen, 416, 420; Max-Forwards 0 is no error for a
+        request answered here), but the answer comes back as bytes and no transaction exists.
+        None: a feature took OPTIONS, so it goes the stateful way; b"": screened (no answer)."""
+        if "OPTIONS" in self.handlers:
+            return None
+        screen = self.screen
+        if screen is not None and not screen(RequestContext(request, peer, None)):
+            self._count("screened")
+            return b""
+        requests = self.requests
+        requests["OPTIONS"] = requests.get("OPTIONS", 0) + 1
+        if isinstance(request.uri, AbsoluteUri):
+            return self._stateless_reply(request, 416, [])
+        unsupported = [t for t in request.option_tags("require") if t not in self.supported]
+        if unsupported:
+            return self._stateless_reply(request, 420, [("Unsupported", ", ".join(unsupported))])
+        counters = self.counters
+        counters["responses.200"] = counters.get("responses.200", 0) + 1
+        # The 200 of `answer_options`, byte for byte, written without a Response object.
+        index = request.headers.index()
+        lines = ["SIP/2.0 200 OK"]
+        lines.extend(["Via: " + e[2] for e in index.get("via", ())])
+        for key, name in _COPIED:
+            found = index.get(key)
+            if found:
+                value = found[0][2]
+                if key == "to" and ";tag=" not in value.replace(" ", ""):
+                    value = f"{value};tag={_tag_for(request)}"
+                lines.append(f"{name}: {value}")
+        lines.append(self._options_lines())
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
+
+    def _options_lines(self) -> str:
+        allow = self.allow_header()
+        key = (allow, frozenset(self.supported), self.user_agent)
+        cached = self._options_tail
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        lines = [f"Allow: {allow}", f"Accept: {ACCEPT}"]
+        if self.supported:
+            lines.append(f"Supported: {', '.join(sorted(self.supported))}")
+        lines.append(f"Server: {self.user_agent}")
+        lines.append("Content-Length: 0")
+        text = "\r\n".join(lines)
+        self._options_tail = (key, text)
+        return text
+
+    def _stateless_reply(
+        self, request: Request, status: int, headers: list[tuple[str, str]]
+    ) -> bytes:
+        """What `reply` + the endpoint would send, as bytes (the Server header included)."""
+        self._count(f"responses.{status}")
+        if self.user_agent:
+            headers.append(("Server", self.user_agent))
+        response = make_response(request, status, to_tag=_tag_for(request), headers=headers)
+        return response.to_bytes()
+
     def answer_options(self, ctx: RequestContext) -> None:
         """§11.2: a 200 listing what we do; cheap because monitoring systems poll it."""
         headers = [("Allow", self.allow_header()), ("Accept", ACCEPT)]
@@ -173,6 +247,9 @@ class Dispatcher:
 
     def _count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1
+
+
+_COPIED = (("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("cseq", "CSeq"))
 
 
 def _transaction_of(event: object) -> object | None:

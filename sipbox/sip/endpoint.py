@@ -61,11 +61,14 @@ from .transaction import (
     classify_response,
 )
 
-__all__ = ["Endpoint", "EndpointStats", "Outgoing"]
+__all__ = ["Endpoint", "EndpointStats", "Outgoing", "StatelessAnswer"]
 
 # A completed transaction kept only to absorb retransmissions: what to send again (if
 # anything) and where.
 CompactEntry = tuple[bytes, Address, int | None] | None
+
+# The TU's stateless answer to a request (see `Endpoint.answer_statelessly`).
+StatelessAnswer = Callable[[Request, Peer], bytes | None]
 
 _RESPONSE_COPY = ("from", "to", "call-id", "cseq")
 
@@ -80,6 +83,7 @@ class EndpointStats:
         "received",
         "retransmissions",
         "sent",
+        "stateless_answers",
         "stateless_responses",
         "timeouts",
     )
@@ -91,6 +95,7 @@ class EndpointStats:
         self.discarded = 0  # MessageDiscarded events
         self.absorbed = 0  # retransmissions swallowed by a transaction
         self.stateless_responses = 0  # error responses sent without a transaction
+        self.stateless_answers = 0  # TU answers sent without a transaction (OPTIONS pings)
         self.overloaded = 0  # requests refused with 503 because of the transaction cap
         self.timeouts = 0  # client and server transaction timeouts
 
@@ -120,6 +125,8 @@ class Endpoint:
         "_send_100",
         "_server_store",
         "_servers",
+        "_stateless",
+        "_stateless_methods",
         "_user_agent",
         "stats",
     )
@@ -166,7 +173,28 @@ class Endpoint:
         self._heap: DeadlineHeap[Transaction] = DeadlineHeap()
         self._events: deque[Event] = deque()
         self._outgoing: list[Outgoing] = []
+        self._stateless_methods: frozenset[str] = frozenset()
+        self._stateless: StatelessAnswer | None = None
         self.stats = EndpointStats()
+
+    def answer_statelessly(self, methods: Iterable[str], answer: StatelessAnswer | None) -> None:
+        """Let the TU answer out-of-dialog requests of `methods` without a server transaction.
+
+        For such a request (no To tag) that passed `check_request`, with `received`/`rport`
+        already filled in its top Via, the endpoint calls ``answer(request, peer)`` at once
+        instead of creating a transaction and queueing `RequestReceived`:
+
+        * bytes -> a complete response, sent to the §18.2.2 destination of the top Via
+          (counted in `stats.stateless_answers`);
+        * ``b""`` -> nothing is sent (the TU dropped the request on purpose);
+        * None -> the request goes the normal way (transaction + `RequestReceived`).
+
+        A retransmission finds no transaction and is simply answered again, which is right for
+        a stateless answer (§8.2.7, §17.2: OPTIONS out of dialog, e.g. keep-alive pings). The
+        callback must not call back into the endpoint. ``answer=None`` switches this off.
+        """
+        self._stateless_methods = frozenset(methods) if answer is not None else frozenset()
+        self._stateless = answer
 
     # == outputs ===================================================================================
     def next_event(self) -> Event | None:
@@ -277,6 +305,16 @@ class Endpoint:
         if is_ack:
             self._events.append(AckReceived(request, peer))
             return
+        if method in self._stateless_methods and request.to.tag is None:
+            answer = self._stateless
+            assert answer is not None
+            data = answer(request, peer)
+            if data is not None:
+                if data:
+                    destination, connection_id = _response_destination(via, peer)
+                    self.stats.stateless_answers += 1
+                    self._send(data, destination, connection_id)
+                return
         if len(self._servers) + len(self._server_store) >= self._max_transactions:
             self.stats.overloaded += 1
             self._respond_stateless(
@@ -912,7 +950,10 @@ def _response_destination(via: Via, peer: Peer) -> tuple[Address, int | None]:
     if remote.is_stream:
         return remote, peer.connection_id
     host = via.received or via.host_bare
-    return Address(remote.transport, host, _via_port(via, remote.transport)), None
+    port = _via_port(via, remote.transport)
+    if host == remote.host and port == remote.port:
+        return remote, None  # the usual case (rport): no new Address
+    return Address(remote.transport, host, port), None
 
 
 _TRANSPORTS: dict[str, TransportName] = {

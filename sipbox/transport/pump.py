@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sipbox.sip.address import Address, Peer
@@ -145,6 +145,15 @@ class SipPump:
     ) -> None:
         self.endpoint.send_stateless(message, destination, connection_id)
         self._after_call()
+
+    def answer_statelessly(
+        self, methods: Iterable[str], answer: Callable[[Request, Peer], bytes | None] | None
+    ) -> None:
+        """The TU's stateless answer for out-of-dialog `methods` (`Endpoint.answer_statelessly`:
+        called inside `receive`, it returns the response bytes; no transaction is created)."""
+        hook = getattr(self.endpoint, "answer_statelessly", None)
+        if hook is not None:
+            hook(methods, answer)
 
     def close(self) -> None:
         if self._timer is not None:

@@ -22,12 +22,13 @@ __all__ = ["UdpEndpoint"]
 logger = logging.getLogger("sipbox.transport")
 
 _NUL_KEEPALIVE = b"\0\0\0\0"
+_MAX_PEERS = 65536
 
 
 class UdpEndpoint(asyncio.DatagramProtocol):
     """The protocol of one bound UDP socket; `local` is the bound address."""
 
-    __slots__ = ("_accept", "_on_keepalive", "_on_message", "local", "transport")
+    __slots__ = ("_accept", "_on_keepalive", "_on_message", "_peers", "local", "transport")
 
     def __init__(
         self,
@@ -41,6 +42,9 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self._on_message = on_message
         self._accept = accept_source
         self._on_keepalive = on_keepalive
+        # addr -> Peer: frozen and shared, so a phone's datagrams reuse one object instead of
+        # two dataclass constructions each (bounded: cleared when full).
+        self._peers: dict[tuple[Any, ...], Peer] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)  # uvloop: not a subclass
@@ -52,8 +56,14 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         # SIP starts with a letter; CR, LF, NUL and STUN's 0x00/0x01 are all below 0x20.
         if (not data or data[0] < 0x20) and self._keepalive(data, host, addr):
             return
+        peer = self._peers.get(addr)
+        if peer is None:
+            peers = self._peers
+            if len(peers) >= _MAX_PEERS:
+                peers.clear()
+            peer = peers[addr] = Peer(Address("udp", host, addr[1]), self.local, None)
         try:
-            self._on_message(data, Peer(Address("udp", host, addr[1]), self.local, None))
+            self._on_message(data, peer)
         except Exception:
             logger.exception("on_message failed for a datagram from %s", host)
 
