@@ -271,6 +271,8 @@ class Server:
             domain=self.domain,
             ring_timeout=calls.ring_timeout,
             max_duration=calls.max_duration,
+            session_expires=int(calls.session_expires),
+            min_se=int(calls.min_se),
             t1=self.settings.sip.t1,
             t2=self.settings.sip.t2,
         )

@@ -451,6 +451,19 @@ class CallSettings(_Section):
 
     ring_timeout: PositiveDuration = 30.0
     max_duration: Duration = 0.0
+    # Session timers (RFC 4028) run on each leg; 0 turns them off. RFC 4028 §4 wants Min-SE
+    # of at least 90 s: smaller values are for tests.
+    session_expires: Duration = 1800.0
+    min_se: PositiveDuration = 90.0
+
+    @model_validator(mode="after")
+    def _session_timer_order(self) -> Self:
+        if self.session_expires and self.session_expires < self.min_se:
+            raise ValueError(
+                f"session_expires: must be 0 or at least min_se ({self.min_se:g}s), "
+                f"got {self.session_expires:g}s"
+            )
+        return self
 
 
 class LinesSettings(_Section):

@@ -294,7 +294,7 @@ CdrDisposition = Literal[
     "answered", "busy", "no-answer", "cancelled", "failed", "rejected", "interrupted"
 ]
 CDR_DISPOSITIONS: Final[frozenset[str]] = frozenset(get_args(CdrDisposition))
-HangupParty = Literal["caller", "callee", "system"]
+HangupParty = Literal["caller", "callee", "system", "session-timer"]
 
 
 @dataclass(frozen=True, slots=True)

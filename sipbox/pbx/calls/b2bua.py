@@ -40,11 +40,14 @@ Races (the table is in docs/calls.md and in tests/pbx/test_calls_races.py):
   the caller then ACKs and BYEs as usual.
 * Two legs answering at once: the first 2xx processed wins; the second is ACKed and BYEd.
 
-100rel/PRACK (RFC 3262) is not supported yet: we never send reliable provisionals, remove
-`100rel` from the Supported we pass on (so no callee sends one), and the dispatcher answers 420
-to an INVITE that requires it. Session timers (RFC 4028) are not implemented either; the
-optional maximum call duration and the dead-peer rules (missing ACK, an in-dialog request
-answered 408/481 or timing out) bound a call whose phone vanished.
+Extensions live in their own modules and reach this one through `self.ext`
+(`extensions.py`): 100rel/PRACK per leg (`early.py`, RFC 3262), UPDATE/INFO in early dialogs,
+session timers on each leg (`session_timer.py`, RFC 4028), REFER and INVITE with Replaces
+(`transfer.py`, RFC 3515/3891). The hooks are calls at fixed points (leg INVITE headers, a leg's
+response, a provisional to relay, the answer, an in-dialog request, a relayed 2xx, a timer);
+requests an extension sends itself sit in `_tx` as objects with `on_response`/`on_failed`.
+The optional maximum call duration, session timers and the dead-peer rules (missing ACK, an
+in-dialog request answered 408/481 or timing out) bound a call whose phone vanished.
 """
 
 from __future__ import annotations
@@ -170,6 +173,9 @@ class B2BUA:
         self._active: dict[str, int] = {}
         self._timers: list[Timer] = []
         self.stats: dict[str, int] = {}
+        # PRACK, session timers, transfers, early-dialog requests (`extensions.py`); None
+        # keeps the core behaviour (tests of the core alone).
+        self.ext: Any = None
 
     # == public ===================================================================================
     def active_calls(self, number: str) -> int:
@@ -229,6 +235,8 @@ class B2BUA:
             return
         peer = ctx.peer
         assert isinstance(peer, Peer)
+        if self.ext is not None and self.ext.new_invite(ctx, caller):
+            return  # 422 (RFC 4028) or an INVITE with Replaces (RFC 3891)
         now = self.port.now()
         # A call in from an external line/trunk names its local destination (issue 5).
         dialed = getattr(result, "dialed", None) or _dialed_number(request)
@@ -323,6 +331,7 @@ class B2BUA:
             )
             other.ack_body_wanted = None
             other.ack = out
+            other.local_sdp = ack.body or other.local_sdp
             self.port.send_ack_2xx(out, other.destination, other.connection_id)
         return True
 
@@ -340,6 +349,8 @@ class B2BUA:
             self._leg_response(call, leg, response, event.transaction)
         elif isinstance(entry, _Relay):
             self._relay_response(entry, response, event.transaction)
+        elif hasattr(entry, "on_response"):
+            entry.on_response(response, event.transaction)  # an extension's own request
         elif response.status >= 200:
             self._tx.pop(event.transaction, None)
         return True
@@ -361,6 +372,9 @@ class B2BUA:
             if not entry.done:
                 entry.done = True
                 self._relay_final(entry, status, None)
+        elif hasattr(entry, "on_failed"):
+            self._tx.pop(event.transaction, None)
+            entry.on_failed(status, event.transaction)
         else:
             self._tx.pop(event.transaction, None)
         return True
@@ -403,6 +417,8 @@ class B2BUA:
         if egress is not None:
             egress.prepare(call, spec, headers)
             call.cdr = replace(call.cdr, line=egress.name)
+        if self.ext is not None:
+            self.ext.leg_headers(call, spec, headers)  # Supported, Session-Expires/Min-SE
         invite = Request("INVITE", target.request_uri, headers, a.body)
         leg = BLeg(spec, invite, f"{call.id}x{spec.key}")
         call.legs[spec.key] = leg
@@ -425,6 +441,8 @@ class B2BUA:
                 )
                 self._tx[leg.tx] = (call, leg)
                 return
+        if self.ext is not None and self.ext.leg_response(call, leg, response, tx):
+            return  # 422 retried (RFC 4028 §6), or a reliable 1xx handled (RFC 3262)
         if status < 200:
             if status == 100 or not leg.live:
                 return
@@ -435,15 +453,19 @@ class B2BUA:
             headers = copy_allowed(response.headers, RESPONSE_HEADERS)
             if response.to.tag:
                 headers.append(("Contact", self._contact(call.dialed, call.peer.remote)))
-            self._send_a(
-                call,
-                status,
-                response.reason,
-                to_tag=leg.a_tag,
-                headers=headers,
-                body=response.body,
-                content_type=response.headers.get("content-type"),
-            )
+            if self.ext is not None:
+                # reliable towards the caller when it supports 100rel (RFC 3262 §3)
+                self.ext.relay_provisional(call, leg, response, headers)
+            else:
+                self._send_a(
+                    call,
+                    status,
+                    response.reason,
+                    to_tag=leg.a_tag,
+                    headers=headers,
+                    body=response.body,
+                    content_type=response.headers.get("content-type"),
+                )
             call.state = CallState.RINGING
             return
         if status < 300:
@@ -484,6 +506,8 @@ class B2BUA:
             self._resend_ack(call, leg)
             return
         dialog = Dialog.as_uac(leg.invite, response)
+        if leg.early is not None:
+            leg.early.continue_dialog(dialog)  # PRACK/UPDATE used CSeq numbers (§12.2.1.1)
         leg.dialog = dialog
         destination = leg.target.destination
         connection_id = leg.target.connection_id
@@ -537,14 +561,18 @@ class B2BUA:
         self._dialogs[(dialog.call_id, dialog.local_tag)] = (call, bside)
         headers = copy_allowed(response.headers, RESPONSE_HEADERS)
         headers.append(("Contact", self._contact(call.dialed, call.peer.remote)))
+        body, content_type = response.body, response.headers.get("content-type")
+        if self.ext is not None:
+            # session timers start, reliable 1xx stop, an answer given early is repeated
+            body, content_type = self.ext.answered(call, leg, response, headers)
         ok = make_response(
             a_invite,
             response.status,
             response.reason,
             to_tag=leg.a_tag,
             headers=headers,
-            body=response.body,
-            content_type=response.headers.get("content-type"),
+            body=body,
+            content_type=content_type,
         )
         self._send_2xx(call, aside, ok, now, call.a_tx)
         if self.max_duration > 0:
@@ -676,6 +704,8 @@ class B2BUA:
     def _in_dialog(self, ctx: RequestContext) -> None:
         request = ctx.request
         found = self._dialogs.get((request.call_id, request.to.tag or ""))
+        if self.ext is not None and self.ext.in_dialog(ctx, found):
+            return  # REFER, PRACK, early-dialog requests, refreshes, transferred sides
         if found is None:
             self.dispatcher.reply(ctx, 481)
             return
@@ -712,6 +742,8 @@ class B2BUA:
         if method in ("INVITE", "UPDATE"):
             user = call.caller.number if other is call.bside else call.dialed
             headers.append(("Contact", self._contact(user, other.destination)))
+        if self.ext is not None:
+            self.ext.relay_request(call, side, other, request, headers)  # Session-Expires
         out = other.dialog.create_request(
             method,
             headers=headers,
@@ -748,6 +780,8 @@ class B2BUA:
         if method in ("INVITE", "UPDATE") and status < 300:
             user = call.dialed if source is call.a else call.caller.number
             headers.append(("Contact", self._contact(user, source.destination)))
+        if self.ext is not None and 200 <= status < 300:
+            self.ext.relayed_2xx(relay, response, headers)  # a refresh of both legs
         out = make_response(
             relay.original,
             status,
@@ -894,6 +928,8 @@ class B2BUA:
         elif kind == "duration":
             self._count("max_duration")
             self._teardown(call, 'SIP;cause=408;text="Maximum call duration"')
+        elif self.ext is not None:
+            self.ext.on_timer(timer, now)  # reliable 1xx, session timers, transfers
 
     # == helpers ==================================================================================
     def _identity(self, call: Call) -> str:

@@ -10,6 +10,7 @@ retransmission, §13.2.2.4 ACK re-sending).
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any
 
 from sipbox.pbx.location import Target
 from sipbox.sip.address import Address, Peer
@@ -63,15 +64,18 @@ class Side:
         "ack",
         "ack_body_wanted",
         "ack_timer",
+        "allow_update",
         "connection_id",
         "destination",
         "dialog",
         "invite_seq",
+        "local_sdp",
         "name",
         "pending_2xx",
         "retransmit_interval",
         "retransmit_timer",
         "server_tx",
+        "session",
     )
 
     def __init__(
@@ -93,6 +97,12 @@ class Side:
         self.ack_body_wanted: int | None = None
         self.invite_seq = 0
         self.server_tx: object | None = None  # the INVITE server transaction `pending_2xx` answers
+        # Extensions (issue 4, second slice): the SDP we last sent this side (a session refresh
+        # by re-INVITE repeats it unchanged, RFC 3264 §8), whether its peer allows UPDATE
+        # (RFC 4028 §7.4 prefers it for refreshes) and its session timer (`session_timer.py`).
+        self.local_sdp: bytes | None = None
+        self.allow_update = False
+        self.session: Any = None
 
 
 class BLeg:
@@ -103,6 +113,7 @@ class BLeg:
         "ack",
         "call_id",
         "dialog",
+        "early",
         "invite",
         "key",
         "last_response",
@@ -126,6 +137,9 @@ class BLeg:
         self.dialog: Dialog | None = None
         self.ack: Request | None = None
         self.last_response: Response | None = None
+        # Early-dialog state of this fork branch (`early.py`: PRACK both ways, RFC 3262, and
+        # UPDATE/INFO before the answer), created on the first provisional that needs it.
+        self.early: Any = None
 
     @property
     def target(self) -> Target:

@@ -28,6 +28,7 @@ from sipbox.storage.interface import Store
 from ..dispatcher import Dispatcher, RequestContext
 from .b2bua import B2BUA
 from .cdr import CdrWriter
+from .extensions import SUPPORTED_TAGS, CallExtensions
 from .routing import Router, UserResolver
 
 log = logging.getLogger("sipbox.pbx.calls")
@@ -49,6 +50,8 @@ class CallService:
         max_duration: float = 0.0,
         t1: float = 0.5,
         t2: float = 4.0,
+        session_expires: int = 1800,
+        min_se: int = 90,
         id_source: Callable[[], str] | None = None,
     ) -> None:
         self.dispatcher = dispatcher
@@ -74,6 +77,9 @@ class CallService:
             t1=t1,
             t2=t2,
         )
+        # PRACK, session timers, REFER/Replaces, early dialogs, page-mode MESSAGE (issue 4).
+        self.ext = CallExtensions(self.b2bua, session_expires=session_expires, min_se=min_se)
+        dispatcher.supported |= SUPPORTED_TAGS
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -85,7 +91,10 @@ class CallService:
             ("UPDATE", b2bua.on_in_dialog),
             ("INFO", b2bua.on_in_dialog),
             ("NOTIFY", b2bua.on_in_dialog),
-            ("MESSAGE", b2bua.on_in_dialog),
+            ("PRACK", b2bua.on_in_dialog),
+            ("REFER", b2bua.on_in_dialog),
+            ("MESSAGE", self.ext.messages.on_message),
+            ("SUBSCRIBE", self.ext.messages.on_subscribe),
         ):
             dispatcher.on_request(method, self._request(handler))
         self._chain(AckReceived, b2bua.on_ack)
