@@ -36,6 +36,7 @@ class Peer:
         self.received: list[tuple[Message, tuple[str, int]]] = []
         self.answer_options = True
         self.register_expires = 60
+        self.register_status = 200  # e.g. 503: a registrar in trouble (RFC 3263 failover)
         self.contact_user: str | None = None
         self.on_invite: Callable[[Request, tuple[str, int]], None] | None = None
         self._lock = threading.Lock()
@@ -69,6 +70,9 @@ class Peer:
             expires = 0 if request.headers.get("expires") == "0" else self.register_expires
             uri = contact.split("<", 1)[-1].split(">", 1)[0]
             self.contact_user = uri.split(":", 1)[1].split("@", 1)[0]
+            if self.register_status != 200:
+                self.reply(request, addr, self.register_status)
+                return
             self.reply(request, addr, 200, extra=f"Contact: <{uri}>;expires={expires}\r\n")
         elif method == "INVITE" and self.on_invite is not None:
             self.on_invite(request, addr)
