@@ -279,6 +279,14 @@ class Server:
         await self._start_call_features()
         await self.calls.load()
         self.calls.start()
+        # Per-call SIP trace for the web admin (issue 7): the B2BUA names each call's Call-IDs,
+        # the pump records their messages (`sipbox/sip/capture.py`).
+        if self.settings.server.trace_calls > 0 and self.pump is not None:
+            from sipbox.sip.capture import CallCapture
+
+            self.capture = CallCapture(self.settings.server.trace_calls)
+            self.pump.capture = self.capture
+            self.calls.b2bua.capture = self.capture
 
     async def _start_call_features(self) -> None:
         """Groups, forwarding/DND and feature codes (issue 4) on the calls router."""

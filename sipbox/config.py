@@ -250,6 +250,9 @@ class ServerSettings(_Section):
     log_level: LogLevel = "info"
     log_format: Literal["text", "json"] = "text"
     sip_trace: bool = False
+    # The last N calls keep their SIP messages in memory for the web admin's ladder diagram
+    # (`sipbox/sip/capture.py`); 0 turns the per-call trace off.
+    trace_calls: int = Field(default=200, ge=0, le=100_000)
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod
@@ -334,6 +337,8 @@ class ApiSettings(_Section):
     session_lifetime: PositiveDuration = 43200.0
     # Serve /metrics without a token (for a Prometheus on a trusted management network).
     metrics_public: bool = False
+    # miniSipServer-style GET /openapi/localuser (password in the URL: insecure, migration only).
+    mss_compat: bool = False
 
 
 DigestAlgorithm = Literal["MD5", "SHA-256"]

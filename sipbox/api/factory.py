@@ -27,18 +27,20 @@ from sipbox.api.context import ApiContext
 from sipbox.api.deps import Services
 from sipbox.api.errors import error_response, install_error_handlers
 from sipbox.api.routes import (
+    bulk,
     calls,
     cdr,
     groups,
     health,
     lines,
+    mss,
     registrations,
     security,
     status,
     tokens,
     users,
 )
-from sipbox.api.web import pages
+from sipbox.api.web import pages, pbx_pages
 from sipbox.api.web.sessions import SessionStore
 
 __all__ = ["RouteInfo", "create_api", "iter_routes"]
@@ -62,11 +64,14 @@ def create_api(
     token_ttl: float = 5.0,
     session_lifetime: float = 12 * 3600,
     metrics_public: bool = False,
+    mss_compat: bool = False,
 ) -> FastAPI:
     """Build the API application for a running server (see `ApiContext`).
 
     `session_lifetime` is ``[api] session_lifetime``; `metrics_public` (``[api]
-    metrics_public``) serves ``/metrics`` without credentials.
+    metrics_public``) serves ``/metrics`` without credentials; `mss_compat` (``[api]
+    mss_compat``) adds the miniSipServer-style ``/openapi/localuser``, which checks its own
+    ``syskey`` instead of a token (so it is public to the middleware).
     """
     app = FastAPI(
         title="sipbox",
@@ -80,13 +85,19 @@ def create_api(
     sessions = SessionStore(lifetime=session_lifetime)
     app.state.services = Services(context=context, tokens=token_cache, sessions=sessions)
     extra_public = frozenset({metrics.PATH}) if metrics_public else frozenset()
+    if mss_compat:
+        extra_public |= {mss.PATH}
     app.state.extra_public = extra_public
     for module in (health, users, registrations, status, security, calls, cdr, tokens):
         app.include_router(module.router)
     app.include_router(lines.router)
     app.include_router(groups.router)
     app.include_router(metrics.router)
+    app.include_router(bulk.router)
+    if mss_compat:
+        app.include_router(mss.router)
     app.include_router(pages.router)
+    app.include_router(pbx_pages.router)
     install_error_handlers(app)
     app.add_middleware(
         AuthMiddleware,

@@ -91,6 +91,7 @@ async def start_api(context: ApiContext, settings: Settings) -> ApiHandle:
             context,
             session_lifetime=settings.api.session_lifetime,
             metrics_public=settings.api.metrics_public,
+            mss_compat=settings.api.mss_compat,
         ),
         log_config=None,
         access_log=False,

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from sipbox.sip.address import Address, Peer
+from sipbox.sip.capture import CallCapture, call_id_of
 from sipbox.sip.message import Message, Request, Response
 
 log = logging.getLogger("sipbox.transport.pump")
@@ -39,6 +41,8 @@ class SipPump:
         self._timer_at: float | None = None
         self._dispatching = False
         self.trace = trace
+        # Per-call SIP trace for the web admin (issue 7); app.py sets it, None costs nothing.
+        self.capture: CallCapture | None = None
 
     def attach(self, transport: Any, handler: Callable[[object], None]) -> None:
         self.transport = transport
@@ -50,6 +54,14 @@ class SipPump:
         """TransportLayer callback: one datagram or framed stream message."""
         if self.trace:
             trace_log.info("recv %s <- %s\n%s", peer.local, peer.remote, _show(data))
+        capture = self.capture
+        if capture is not None:  # per-call SIP trace (sipbox/sip/capture.py: the cost model)
+            capture.current = (data, peer.remote)
+            if capture.watched:
+                key = call_id_of(data)
+                traced = capture.watched.get(key) if key is not None else None
+                if traced is not None:
+                    capture.record(traced, data, True, peer.remote, time.time())
         self.endpoint.receive(data, peer, self.now())
         self._run()
 
@@ -87,9 +99,15 @@ class SipPump:
     def _flush(self) -> None:
         transport = self.transport
         trace = self.trace
+        capture = self.capture
         for out in self.endpoint.datagrams_to_send():
             if trace:
                 trace_log.info("send %s\n%s", out.destination, _show(out.data))
+            if capture is not None and capture.watched:
+                key = call_id_of(out.data)
+                traced = capture.watched.get(key) if key is not None else None
+                if traced is not None:
+                    capture.record(traced, out.data, False, out.destination, time.time())
             transport.send(out.data, out.destination, out.connection_id)
         self._rearm()
 

@@ -4,8 +4,10 @@
 //   <form data-api="POST /users" data-then="reload">   fields -> JSON body
 //   <button data-api="DELETE /bans?source=..." data-confirm="Sure?">
 //
-// Field types (data-type): int ("" -> null), list (comma/space separated), optional ("" ->
-// left out), null ("" -> null); checkboxes send true/false. data-then: reload (default),
+// Field types (data-type): int/float ("" -> null), list (comma/space separated), members
+// ("1001, 1002:15"), optional ("" -> left out), null ("" -> null); checkboxes send true/false;
+// a dotted name ("forwarding.busy") fills a nested object. Buttons may carry data-body (JSON)
+// and data-busy (label while the request runs). data-then: reload (default),
 // redirect:/path, show:element-id (fills [data-field=name] inside it from the answer).
 // Every request carries the session's CSRF token (X-CSRF-Token), which the server demands.
 "use strict";
@@ -42,18 +44,33 @@ async function api(method, path, body) {
   return data;
 }
 
+// "1001, 1002:15" -> ["1001", {number: "1002", timeout: 15}] (group members, ring seconds).
+function members(value) {
+  return value.split(/[\s,]+/).filter(Boolean).map((item) => {
+    const [number, timeout] = item.split(":");
+    return timeout ? { number, timeout: Number.parseInt(timeout, 10) } : number;
+  });
+}
+
 function formBody(form) {
   const body = {};
   for (const el of form.elements) {
     if (!el.name || el.disabled) continue;
     const kind = el.dataset.type;
     const value = el.value.trim();
-    if (el.type === "checkbox") body[el.name] = el.checked;
-    else if (kind === "int") body[el.name] = value === "" ? null : Number.parseInt(value, 10);
-    else if (kind === "list") body[el.name] = value.split(/[\s,]+/).filter(Boolean);
-    else if (kind === "optional") { if (value !== "") body[el.name] = value; }
-    else if (kind === "null") body[el.name] = value === "" ? null : value;
-    else body[el.name] = el.type === "password" ? el.value : value;
+    // "forwarding.busy" fills body.forwarding.busy (nested objects of the API).
+    const path = el.name.split(".");
+    let target = body;
+    for (const part of path.slice(0, -1)) target = target[part] ??= {};
+    const name = path[path.length - 1];
+    if (el.type === "checkbox") target[name] = el.checked;
+    else if (kind === "int") target[name] = value === "" ? null : Number.parseInt(value, 10);
+    else if (kind === "float") target[name] = value === "" ? null : Number.parseFloat(value);
+    else if (kind === "list") target[name] = value.split(/[\s,]+/).filter(Boolean);
+    else if (kind === "members") target[name] = members(value);
+    else if (kind === "optional") { if (value !== "") target[name] = value; }
+    else if (kind === "null") target[name] = value === "" ? null : value;
+    else target[name] = el.type === "password" ? el.value : value;
   }
   return body;
 }
@@ -100,17 +117,25 @@ document.addEventListener("submit", async (event) => {
 
 document.addEventListener("click", async (event) => {
   const button = event.target.closest("button[data-api]");
-  if (!button || button.form?.dataset.api) return;
+  // A form's own submit button is handled by the submit listener; other buttons with
+  // data-api (a Delete inside an edit form) make their own request.
+  if (!button || (button.type === "submit" && button.form?.dataset.api)) return;
   event.preventDefault();
   if (button.dataset.confirm && !confirm(button.dataset.confirm)) return;
   const [method, path] = splitTarget(button.dataset.api);
   button.disabled = true;
+  const label = button.textContent;
+  if (button.dataset.busy) button.textContent = button.dataset.busy;  // e.g. "Testing..."
   try {
-    const data = await api(method, path);
+    const body = button.dataset.body ? JSON.parse(button.dataset.body) : undefined;
+    const data = await api(method, path, body);
     afterSuccess(button.dataset.then, data);
+    if (button.dataset.then?.startsWith("show:")) button.disabled = false;
   } catch (error) {
     alert(error.message);
     button.disabled = false;
+  } finally {
+    button.textContent = label;
   }
 });
 
@@ -184,3 +209,11 @@ document.addEventListener("DOMContentLoaded", () => {
   const regs = document.querySelector("[data-live-registrations]");
   if (regs) every(3, () => refreshRegistrations(regs));
 });
+
+// The call page: an arrow of the ladder links to #msg-N; open that raw message.
+function openTarget() {
+  const target = location.hash && document.getElementById(location.hash.slice(1));
+  if (target && target.tagName === "DETAILS") target.open = true;
+}
+window.addEventListener("hashchange", openTarget);
+document.addEventListener("DOMContentLoaded", openTarget);

@@ -59,6 +59,7 @@ from dataclasses import replace
 from typing import Any
 
 from sipbox.sip.address import Address, Peer
+from sipbox.sip.capture import CallCapture
 from sipbox.sip.dialog import Dialog
 from sipbox.sip.events import (
     AckReceived,
@@ -77,6 +78,7 @@ from sipbox.storage.records import Cdr, finish_cdr
 from ..dispatcher import Dispatcher, RequestContext
 from ..port import SipPort
 from .model import BLeg, Call, CallState, LegState, Side, Timer
+from .observe import SetupTimes
 from .plan import LegSpec, PlanStep, Reject
 from .policy import IN_DIALOG_HEADERS, INVITE_HEADERS, RESPONSE_HEADERS, copy_allowed
 from .routing import RouteContext, Router
@@ -176,6 +178,10 @@ class B2BUA:
         # PRACK, session timers, transfers, early-dialog requests (`extensions.py`); None
         # keeps the core behaviour (tests of the core alone).
         self.ext: Any = None
+        # Web admin (issue 7): the per-call SIP capture (`sip/capture.py`, set by app.py)
+        # and the set-up time histogram (INVITE -> first 18x/2xx) /metrics reads.
+        self.capture: CallCapture | None = None
+        self.setup_times = SetupTimes()
 
     # == public ===================================================================================
     def active_calls(self, number: str) -> int:
@@ -269,6 +275,8 @@ class B2BUA:
         call.visited = (caller.number, dialed)
         self.calls[call_id] = call
         self._by_a[call.a_key] = call
+        if self.capture is not None:
+            self.capture.begin(call_id, request.call_id, cdr.start_time)
         self._count_active(caller.number, 1)
         if route.label != caller.number:
             self._count_active(route.label, 1)
@@ -422,6 +430,8 @@ class B2BUA:
         invite = Request("INVITE", target.request_uri, headers, a.body)
         leg = BLeg(spec, invite, f"{call.id}x{spec.key}")
         call.legs[spec.key] = leg
+        if self.capture is not None:  # before the INVITE leaves, so the trace has it
+            self.capture.add_leg(call.id, leg.call_id, spec.number)
         tx = self.port.send_request(invite, target.destination, target.connection_id)
         leg.tx = tx
         self._tx[tx] = (call, leg)
@@ -441,6 +451,8 @@ class B2BUA:
                 )
                 self._tx[leg.tx] = (call, leg)
                 return
+        if 100 < status < 300 and call.state is CallState.SETUP and leg.live:
+            self.setup_times.observe(self.port.now() - call.started_at)
         if self.ext is not None and self.ext.leg_response(call, leg, response, tx):
             return  # 422 retried (RFC 4028 §6), or a reliable 1xx handled (RFC 3262)
         if status < 200:
