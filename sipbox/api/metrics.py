@@ -23,7 +23,12 @@ from typing import Any, Final, get_args
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from sipbox import __version__
@@ -91,6 +96,7 @@ class _ServerCollector(Collector):
         yield from _dispatcher_metrics(getattr(context, "dispatcher", None))
         yield from _security_metrics(getattr(context, "security", None))
         yield from self._call_metrics(getattr(context, "calls", None))
+        yield from _line_metrics(getattr(context, "lines", None))
         yield _gauge("sipbox_web_sessions", "Logged-in web admin sessions", len(services.sessions))
 
     def _call_metrics(self, calls: Any) -> Iterator[Metric]:
@@ -116,6 +122,41 @@ class _ServerCollector(Collector):
             for name, value in sorted(stats.items()):
                 family.add_metric([str(name)], value)
             yield family
+        setup = getattr(b2bua, "setup_times", None)
+        if setup is not None:
+            histogram = HistogramMetricFamily(
+                "sipbox_call_setup_seconds",
+                "Time from the caller's INVITE to the first 18x or 2xx of a device rung",
+                buckets=setup.cumulative(),
+                sum_value=setup.total,
+            )
+            yield histogram
+
+
+def _line_metrics(lines: Any) -> Iterator[Metric]:
+    """Registration state of each external line and up/down of each trunk, read now."""
+    if lines is None:
+        return
+    registered = GaugeMetricFamily(
+        "sipbox_line_registered", "1 when the external line is registered now", labels=["line"]
+    )
+    state = GaugeMetricFamily(
+        "sipbox_line_state",
+        "External line registration state (1 for the current state)",
+        labels=["line", "state"],
+    )
+    for name in sorted(getattr(lines, "lines", {})):
+        current = str(lines.line_status(name).get("state", "unknown"))
+        registered.add_metric([name], 1 if current == "registered" else 0)
+        state.add_metric([name, current], 1)
+    yield registered
+    yield state
+    trunks = GaugeMetricFamily(
+        "sipbox_trunk_up", "1 when the trunk answers OPTIONS", labels=["trunk"]
+    )
+    for name in sorted(getattr(lines, "trunks", {})):
+        trunks.add_metric([name], 1 if lines.trunk_status(name).get("state") == "up" else 0)
+    yield trunks
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:

@@ -68,3 +68,20 @@ def test_only_the_last_calls_are_kept(lab: CallLab) -> None:
     with lab.api() as client:
         assert client.get(f"/calls/{ids[0]}/trace").status_code == 404
         assert client.get(f"/calls/{ids[-1]}/trace").status_code == 200
+
+
+def test_setup_time_histogram_counts_calls(lab: CallLab) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with lab.api() as client:
+        before = client.get("/metrics").text
+        _call(lab)
+        after = client.get("/metrics").text
+
+    def count(text: str) -> float:
+        for family in text_string_to_metric_families(text):
+            if family.name == "sipbox_call_setup_seconds":
+                return next(s.value for s in family.samples if s.name.endswith("_count"))
+        raise AssertionError("no sipbox_call_setup_seconds")
+
+    assert count(after) == count(before) + 1
