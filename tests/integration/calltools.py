@@ -3,6 +3,7 @@ SIPp runs in the background, and call records read back through the API."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,21 @@ from tests.integration.regtools import SIPP_DIR, digest_user, provision
 from tests.integration.server import RunningServer, make_server
 
 PASSWORD = "callpw"
+
+
+def wait_until_bound(host: str, port: int, timeout: float = 10.0) -> None:
+    """Return once something (the SIPp UAS just started) holds UDP `host:port`: a fixed sleep
+    is not enough on a loaded 2-core machine, and an INVITE sent before the UAS binds is lost
+    until the ring timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                return  # taken: the UAS is listening
+        time.sleep(0.02)
+    raise RuntimeError(f"nothing bound {host}:{port} within {timeout}s")
 
 
 def other_host(*taken: str) -> str:
@@ -44,6 +60,7 @@ class CallLab:
             cwd=self.server.state_dir.parent,  # -trace_err writes its log file here
         )  # fmt: skip
         self.procs.append(proc)
+        wait_until_bound(host, port)
         return proc
 
     def uac(
