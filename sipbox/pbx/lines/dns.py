@@ -13,6 +13,7 @@ import asyncio
 import secrets
 import struct
 from pathlib import Path
+from typing import Any
 
 from sipbox.sip.address import DEFAULT_PORTS, Address
 
@@ -57,7 +58,7 @@ def _read_name(data: bytes, offset: int) -> tuple[str, int]:
     return ".".join(labels), (end if end is not None else offset)
 
 
-def _parse(data: bytes, qid: int, qtype: int) -> list[object]:
+def _parse(data: bytes, qid: int, qtype: int) -> list[Any]:
     rid, flags, qd, an = struct.unpack("!HHHH", data[:8])
     if rid != qid or flags & 0x000F not in (0, 3):
         return []
@@ -65,7 +66,7 @@ def _parse(data: bytes, qid: int, qtype: int) -> list[object]:
     for _ in range(qd):
         _, offset = _read_name(data, offset)
         offset += 4
-    out: list[object] = []
+    out: list[Any] = []
     for _ in range(an):
         _, offset = _read_name(data, offset)
         rtype, _cls, _ttl, length = struct.unpack("!HHIH", data[offset : offset + 10])
@@ -102,7 +103,7 @@ class _Once(asyncio.DatagramProtocol):
             self.answer.set_result(data)
 
 
-async def query(name: str, qtype: int, servers: tuple[str, ...], timeout: float) -> list[object]:
+async def query(name: str, qtype: int, servers: tuple[str, ...], timeout: float) -> list[Any]:
     """One question to each server in turn until one answers."""
     qid = secrets.randbits(16)
     packet = struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + _encode_name(name)
@@ -131,14 +132,14 @@ async def resolve_sip_targets(
     srv_names: list[str] = []
     naptr = await query(domain, NAPTR, servers, timeout)
     wanted = _NAPTR_SERVICE[transport]
-    for _order, _pref, flags, service, replacement in sorted(naptr):  # type: ignore[misc]
+    for _order, _pref, flags, service, replacement in sorted(naptr):
         if flags == "s" and service == wanted and replacement:
             srv_names.append(replacement)
     if not srv_names:
         srv_names = [_SRV_PREFIX[transport] + domain]
     out: list[Address] = []
     for srv_name in srv_names:
-        for _prio, _w, port, target in sorted(await query(srv_name, SRV, servers, timeout)):  # type: ignore[misc]
+        for _prio, _w, port, target in sorted(await query(srv_name, SRV, servers, timeout)):
             for host in await query(target, A, servers, timeout):
                 out.append(Address(transport, str(host), int(port)))  # type: ignore[arg-type]
     if not out:

@@ -206,19 +206,21 @@ class LineRegistration:
             header = "www-authenticate" if status == 401 else "proxy-authenticate"
             challenge = choose_challenge(response.headers.get_all(header), self.line.realm)
             if challenge is None:
-                return self._fail_final(now, status, "no challenge we can answer")
+                self._fail_final(now, status, "no challenge we can answer")
+                return None
             key = (challenge.realm, challenge.nonce)
             if key in self._answered and not challenge.stale:
-                return self._fail_final(
-                    now, 403 if status == 401 else status, "credentials refused"
-                )
+                # Recorded as 403: the carrier refuses these credentials (not a new challenge).
+                self._fail_final(now, 403 if status == 401 else status, "credentials refused")
+                return None
             self._answered.add(key)
             if len(self._answered) > 8:
                 self._answered = {key}
             try:
                 value = self._digest.authorize(challenge, "REGISTER", request.uri_text)
             except RemoteProtocolError as exc:
-                return self._fail_final(now, status, str(exc))
+                self._fail_final(now, status, str(exc))
+                return None
             name = "Authorization" if status == 401 else "Proxy-Authorization"
             return self._register(now, expires=expires, authorization=(name, value))
         self.pending = None
@@ -229,21 +231,24 @@ class LineRegistration:
             self._record(now, status, response.reason)
             return None
         if 200 <= status < 300:
-            return self._registered(response, now)
+            self._registered(response, now)
+            return None
         if status == 423:
             min_expires = response.headers.get("min-expires")
             try:
-                value = int(min_expires or "")
+                minimum = int(min_expires or "")
             except ValueError:
-                value = 0
-            if value > self.expires:
-                self.expires = value
+                minimum = 0
+            if minimum > self.expires:
+                self.expires = minimum
                 self._record(now, status, response.reason)
                 return self._register(now, expires=self.expires)
-            return self._fail_final(now, status, response.reason)
+            self._fail_final(now, status, response.reason)
+            return None
         if status in (503, 500, 408, 480):
             return self._fail_over(now, status, response.reason, _retry_after(response))
-        return self._fail_final(now, status, response.reason)
+        self._fail_final(now, status, response.reason)
+        return None
 
     def on_failure(self, status: int, now: float) -> tuple[Request, Address] | None:
         """A timeout (408) or transport error (503) of the pending REGISTER."""
@@ -297,12 +302,14 @@ class LineRegistration:
             self.target_index += 1  # RFC 3263 §4.3: the next target at once
             return self._register(now, expires=self.expires)
         self.target_index = 0
-        return self._backoff(now, status, reason, retry_after)
+        self._backoff(now, status, reason, retry_after)
+        return None
 
     def _fail_final(self, now: float, status: int, reason: str) -> None:
         self.pending = None
         self._record(now, status, reason)
-        return self._backoff(now, status, reason, None)
+        self._backoff(now, status, reason, None)
+        return None
 
     def _backoff(self, now: float, status: int, reason: str, retry_after: int | None) -> None:
         st = self.status

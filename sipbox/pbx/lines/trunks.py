@@ -38,7 +38,7 @@ class TrunkState:
 
     def set_addresses(self, resolved: list[tuple[str, int]]) -> None:
         transport = self.config.transport
-        self.addresses = [Address(transport, host, port) for host, port in resolved]  # type: ignore[arg-type]
+        self.addresses = [Address(transport, host, port) for host, port in resolved]
         self.hosts = {host for host, _ in resolved}
 
     def live_addresses(self) -> list[Address]:
