@@ -1108,5 +1108,6 @@ def main() -> None:
 
 
 # Sub-commands kept in modules of their own register themselves on the apps above.
+from sipbox import cli_bulk as _cli_bulk  # noqa: E402, F401
 from sipbox import cli_groups as _cli_groups  # noqa: E402, F401
 from sipbox import cli_lines as _cli_lines  # noqa: E402, F401
