@@ -114,6 +114,10 @@ class TransportLayer:
         self._accept_source = accept_source
         self._tls_context = tls_context
         self._client_tls_context = client_tls_context
+        # TLS policy per destination (external lines, issue 5): the certificate name to check
+        # and whether to check it; the verifying context is built on first use.
+        self._tls_peers: dict[Address, tuple[str | None, bool]] = {}
+        self._verifying_tls_context: ssl.SSLContext | None = None
         self.max_message_size = max_message_size
         self.max_write_buffer = max(1 << 20, 16 * max_message_size)
         self.connect_timeout = connect_timeout
@@ -289,6 +293,13 @@ class TransportLayer:
 
     # -- sending ------------------------------------------------------------------------------
 
+    def set_tls_peer(self, destination: Address, server_name: str | None, verify: bool) -> None:
+        """How to open TLS connections to `destination`: check its certificate (against the
+        system store, ``SSL_CERT_FILE`` honoured) for `server_name` - a carrier's logical
+        domain when the proxy is an address - or, with `verify` off, accept any certificate.
+        Destinations never set here use the default client context."""
+        self._tls_peers[destination] = (server_name, verify)
+
     def send(
         self,
         data: bytes,
@@ -331,11 +342,23 @@ class TransportLayer:
                 context: ssl.SSLContext | None = None
                 if destination.transport == "tls":
                     context = self._client_tls_context
+                    policy = self._tls_peers.get(destination)
+                    if policy is not None:
+                        server_name = server_name or policy[0]
+                        if policy[1]:
+                            context = self._verifying_context()
                     if context is None:
                         self._send_failed(destination, data, "no client TLS context configured")
                         return
                 conn = self._connect(destination, context, server_name)
         conn.send(data, destination)
+
+    def _verifying_context(self) -> ssl.SSLContext:
+        if self._verifying_tls_context is None:
+            from sipbox.transport.tlscert import client_context
+
+            self._verifying_tls_context = client_context(verify=True)
+        return self._verifying_tls_context
 
     def _connect(
         self, destination: Address, context: ssl.SSLContext | None, server_name: str | None

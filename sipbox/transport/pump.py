@@ -134,6 +134,12 @@ class SipPump:
     def local_address(self, destination: Address) -> Address:
         return self._local_address(destination)
 
+    def tls_peer(self, destination: Address, server_name: str | None, verify: bool) -> None:
+        """TLS certificate policy towards an external line's proxy (issue 5)."""
+        setter = getattr(self.transport, "set_tls_peer", None)
+        if setter is not None:
+            setter(destination, server_name, verify)
+
     def send_response(self, response: Response, transaction: object | None = None) -> None:
         self.endpoint.send_response(response, self.now(), transaction=transaction)
         self._after_call()

@@ -284,6 +284,7 @@ class LineService:
                 targets[line.name] = [spec.address(h) for h, _ in hosts[:1]] or []
             else:
                 targets[line.name] = await self._domain_targets(line)
+            self._tls_policy(line, targets[line.name])
         self.line_targets = targets
         for state in trunks.values():
             resolved: list[tuple[str, int]] = []
@@ -291,6 +292,23 @@ class LineService:
                 resolved.extend(await self._lookup(host, port))
             if resolved or not state.addresses:
                 state.set_addresses(resolved)
+
+    def _tls_policy(self, line: LineConfig, targets: list[Address]) -> None:
+        """Tell the transport how to check the certificate of each TLS target: against
+        `tls_server_name`, else the proxy's host name, else the line's domain (a logical IMS
+        domain with an SBC given by address), or not at all with `tls_verify` off."""
+        hook = getattr(self.port, "tls_peer", None)
+        if hook is None:
+            return
+        spec = line.proxy_spec
+        from sipbox.pbx.location import is_ip_literal
+
+        name = line.tls_server_name
+        if name is None and spec is not None and not is_ip_literal(spec.host):
+            name = spec.host
+        for address in targets:
+            if address.transport == "tls":
+                hook(address, name or line.domain, line.tls_verify)
 
     async def _domain_targets(self, line: LineConfig) -> list[Address]:
         """RFC 3263 for a line without a proxy: NAPTR/SRV, else A/AAAA on the default port."""
