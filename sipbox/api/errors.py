@@ -137,6 +137,9 @@ async def _store_error(request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else "HTTP error"
+    if exc.status_code == 400 and detail == "There was an error parsing the body":
+        # FastAPI's answer to a body that is not UTF-8/JSON: the API's invalid-input status.
+        return error_response(422, "the request body is not valid JSON (UTF-8)")
     if exc.status_code in (404, 405):
         detail = f"{detail}: {request.method} {request.url.path}"
     headers = dict(exc.headers) if exc.headers else None

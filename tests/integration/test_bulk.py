@@ -38,8 +38,8 @@ def test_round_trip_and_all_or_nothing(server: RunningServer, tmp_path: Path) ->
         assert api.post("/users", json={"number": "1001", "password": "pw-1001",
                                         "ip_auth": ["10.0.0.5"]}).status_code == 201  # fmt: skip
         assert api.post("/users", json={"number": "1002"}).status_code == 201
-        assert api.post("/groups", json={"number": "600", "name": "Sales",
-                                         "members": ["1001", "1002"]}).status_code == 201  # fmt: skip
+        group = {"number": "600", "name": "Sales", "members": ["1001", "1002"]}
+        assert api.post("/groups", json=group).status_code == 201
         assert api.post("/whitelist", json={"network": "192.0.2.0/24", "note": "office"}
                         ).status_code in (200, 201)  # fmt: skip
         ha1 = None

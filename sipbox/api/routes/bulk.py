@@ -68,7 +68,7 @@ def _group_admin(services: ServicesDep) -> GroupAdmin:
     "/export",
     summary="The whole configuration as YAML (users with HA1 hashes; no line passwords)",
     response_class=Response,
-    responses={200: {"content": {YAML_TYPE: {"schema": {"type": "string"},
+    responses={200: {"content": {YAML_TYPE: {"schema": {"type": "object"},
                                              "example": _EXAMPLE}},
                      "description": "The YAML document"}},
 )  # fmt: skip

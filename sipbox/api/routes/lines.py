@@ -7,9 +7,9 @@ service reloaded so changes apply at once). Passwords are write-only: answers sa
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Path, Response, status
 from pydantic import BaseModel, ConfigDict
 
 from sipbox.api.deps import ServicesDep
@@ -59,6 +59,9 @@ class RouteIn(BaseModel):
 
 _ERRORS = error_responses(404, 409, 503)
 
+#: A stored row id (64-bit: a larger number is a 422, not a database overflow).
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The id shown in the list")]
+
 
 def _admin(services: ServicesDep) -> Any:
     from sipbox.pbx.lines.admin import LineAdmin
@@ -87,21 +90,21 @@ def _peer_routes(kind: str, path: str) -> None:
         return await _admin(services).create(kind, name, fields, enabled)
 
     @router.get(path + "/{peer_id}", responses=_ERRORS, summary=f"One {kind}")
-    async def get_peer(services: ServicesDep, peer_id: int) -> dict[str, Any]:
+    async def get_peer(services: ServicesDep, peer_id: RowId) -> dict[str, Any]:
         return await _admin(services).peer_view(kind, peer_id)
 
     @router.patch(path + "/{peer_id}", responses=_ERRORS,
                   summary=f"Change a {kind} (null removes a field); applies at once")  # fmt: skip
     async def update_peer(
         services: ServicesDep,
-        peer_id: int,
+        peer_id: RowId,
         body: ChangesIn,
     ) -> dict[str, Any]:
         return await _admin(services).update(kind, peer_id, body.model_dump())
 
     @router.delete(path + "/{peer_id}", status_code=204, responses=_ERRORS,
                    summary=f"Delete a {kind}")  # fmt: skip
-    async def delete_peer(services: ServicesDep, peer_id: int) -> Response:
+    async def delete_peer(services: ServicesDep, peer_id: RowId) -> Response:
         await _admin(services).delete(kind, peer_id)
         return Response(status_code=204)
 
@@ -114,7 +117,9 @@ _TEST_SUMMARY = "Try the registration forms and report which one the carrier acc
 
 
 @router.post("/lines/{line_id}/test", responses=_ERRORS, summary=_TEST_SUMMARY)
-async def test_line_route(services: ServicesDep, line_id: int, body: LineTestIn) -> dict[str, Any]:
+async def test_line_route(
+    services: ServicesDep, line_id: RowId, body: LineTestIn
+) -> dict[str, Any]:
     from sipbox.pbx.lines.diagnostics import run_line_test
 
     admin = _admin(services)
@@ -145,7 +150,7 @@ async def create_prefix(
 @router.patch("/prefixes/{prefix_id}", responses=_ERRORS, summary="Change a call prefix")
 async def update_prefix(
     services: ServicesDep,
-    prefix_id: int,
+    prefix_id: RowId,
     body: ChangesIn,
 ) -> dict[str, Any]:
     return await _admin(services).update_prefix(prefix_id, body.model_dump())
@@ -153,7 +158,7 @@ async def update_prefix(
 
 @router.delete("/prefixes/{prefix_id}", status_code=204, responses=_ERRORS,
                summary="Delete a call prefix")  # fmt: skip
-async def delete_prefix(services: ServicesDep, prefix_id: int) -> Response:
+async def delete_prefix(services: ServicesDep, prefix_id: RowId) -> Response:
     await _admin(services).delete_prefix(prefix_id)
     return Response(status_code=204)
 
@@ -178,7 +183,7 @@ async def create_route(
 @router.patch("/inbound-routes/{route_id}", responses=_ERRORS, summary="Change an inbound route")
 async def update_route(
     services: ServicesDep,
-    route_id: int,
+    route_id: RowId,
     body: ChangesIn,
 ) -> dict[str, Any]:
     return await _admin(services).update_route(route_id, body.model_dump())
@@ -186,6 +191,6 @@ async def update_route(
 
 @router.delete("/inbound-routes/{route_id}", status_code=204, responses=_ERRORS,
                summary="Delete an inbound route")  # fmt: skip
-async def delete_route(services: ServicesDep, route_id: int) -> Response:
+async def delete_route(services: ServicesDep, route_id: RowId) -> Response:
     await _admin(services).delete_route(route_id)
     return Response(status_code=204)

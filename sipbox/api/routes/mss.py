@@ -38,11 +38,11 @@ router = APIRouter(tags=["migration"])
 class MssUser(BaseModel):
     """One local user, miniSIPServer style."""
 
-    usrNumber: str = Field(examples=["1001"])  # noqa: N815 - MSS spelling
-    usrName: str = Field(examples=["Alice"])  # noqa: N815
-    usrEnabled: bool  # noqa: N815
-    usrRegistered: bool | None = Field(None, description="Live registration (null: unknown)")  # noqa: N815
-    usrIpAuth: list[str]  # noqa: N815
+    usrNumber: str = Field(examples=["1001"])
+    usrName: str = Field(examples=["Alice"])
+    usrEnabled: bool
+    usrRegistered: bool | None = Field(None, description="Live registration (null: unknown)")
+    usrIpAuth: list[str]
 
 
 class MssUserList(BaseModel):
