@@ -35,6 +35,7 @@ class Peer:
         self.host, self.port = self.sock.getsockname()
         self.received: list[tuple[Message, tuple[str, int]]] = []
         self.answer_options = True
+        self.silent = False  # a dead SBC: record what arrives, answer nothing
         self.register_expires = 60
         self.register_status = 200  # e.g. 503: a registrar in trouble (RFC 3263 failover)
         self.contact_user: str | None = None
@@ -58,7 +59,7 @@ class Peer:
                 continue
             with self._lock:
                 self.received.append((message, addr))
-            if isinstance(message, Request):
+            if isinstance(message, Request) and not self.silent:
                 self._auto(message, addr)
 
     def _auto(self, request: Request, addr: tuple[str, int]) -> None:

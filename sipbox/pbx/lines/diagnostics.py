@@ -6,6 +6,11 @@ tries the configured form first, then the other username form, then each without
 at most one REGISTER (plus its challenge answer) per combination, `spacing` seconds apart so
 the carrier's own fail-to-ban is not tripped - and stops at the first that is accepted. The
 report is in plain words, for a person on the phone with the carrier.
+
+An accepted test REGISTER is then withdrawn (Expires: 0): otherwise the carrier keeps a stray
+binding until it expires and may send calls to it. Not when it *is* the line's live binding:
+the same contact at the same registrar as the line's current registration, where an
+un-REGISTER would take the line itself off the air.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import asyncio
 from typing import Any
 
 from .line import LineConfig
+from .registration import LineRegistration
 from .service import LineService
 
 __all__ = ["run_line_test"]
@@ -74,6 +80,9 @@ async def _try(
     reg._due = None  # a test never retries on its own
     st = reg.status
     ok = st.state == "registered"
+    released = False
+    if ok:
+        released = await _release(service, line, reg, loop.time() + timeout)
     return {
         "username": username,
         "via": via,
@@ -82,7 +91,26 @@ async def _try(
         "accepted": ok,
         "status": st.last_status if st.state != "registering" else None,
         "reason": st.last_reason if st.state != "registering" else "no answer",
+        "released": released,
     }
+
+
+async def _release(
+    service: LineService, line: LineConfig, reg: LineRegistration, deadline: float
+) -> bool:
+    """Withdraw the test's binding unless it is the live registration's; True when done."""
+    live = service.regs.get(line.name)
+    if (
+        live is not None
+        and live.status.state == "registered"
+        and live.destination == reg.destination
+    ):
+        return False  # same Contact at the same registrar: that binding is the line's own
+    service._send_reg(reg, reg.stop(service.port.now()))
+    loop = asyncio.get_running_loop()
+    while loop.time() < deadline and reg.status.state == "unregistering":
+        await asyncio.sleep(0.05)
+    return reg.status.state == "disabled"
 
 
 def _summary(line: LineConfig, tries: list[dict[str, Any]], accepted: dict[str, Any] | None) -> str:
@@ -104,6 +132,8 @@ def _summary(line: LineConfig, tries: list[dict[str, Any]], accepted: dict[str, 
         advice.append("remove the proxy")
     if advice:
         text += " To use it: " + " and ".join(advice) + "."
+    if accepted.get("released"):
+        text += " The test registration was withdrawn again (Expires: 0)."
     if refused:
         text += f" Refused: {refused}."
     return text

@@ -115,6 +115,32 @@ class LineRegistration:
         self.status.retry_at = None
         self._due = now
 
+    def register_now(self, now: float) -> tuple[Request, Address] | None:
+        """An operator's "register now" (network change, carrier fixed): forget the backoff
+        and send a REGISTER at once, unless one is already in flight."""
+        if self.pending is not None:
+            return None
+        self.status.failures = 0
+        self._answered.clear()
+        was = self.status.state
+        self.start(now)
+        if was == "registered":
+            self.status.state = "registered"  # a refresh: the binding stands until answered
+        return self.poll(now)
+
+    def unreachable(self, now: float) -> tuple[Request, Address] | None:
+        """The OPTIONS keep-alive lost the current target. Not a reason to drop the binding
+        on its own: re-REGISTER now (to the next target when there is one); a REGISTER that
+        also times out then takes the usual failover/backoff path. A line already failed (in
+        backoff) or with a REGISTER in flight is left to its own schedule."""
+        if self.pending is not None or self.status.state != "registered":
+            return None
+        targets = self._targets()
+        if len(targets) > 1:
+            self.target_index = (self.target_index + 1) % len(targets)
+        self._due = now
+        return self.poll(now)
+
     def stop(self, now: float) -> tuple[Request, Address] | None:
         """Disable: un-REGISTER when registered (Expires: 0), then stay disabled."""
         was = self.status.state
@@ -142,6 +168,10 @@ class LineRegistration:
         return self._register(now, expires=self.expires)
 
     # -- requests ---------------------------------------------------------------------------
+    def current_target(self) -> Address | None:
+        """Where the next REGISTER goes (the sticky target): what keep-alives probe."""
+        return self._target()
+
     def _target(self) -> Address | None:
         targets = self._targets()
         if not targets:

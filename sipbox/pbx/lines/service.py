@@ -30,6 +30,7 @@ from sipbox.storage.lines import LineStore
 
 from ..dispatcher import Dispatcher, RequestContext
 from .inbound import InboundRoutes, called_number, calling_user, uri_user
+from .keepalive import LineKeepalive
 from .line import LineConfig, SecretBox, line_from_config, trunk_from_config
 from .outbound import (
     Candidate,
@@ -90,6 +91,7 @@ class LineService:
         self.line_ids: dict[str, int] = {}
         self.line_targets: dict[str, list[Address]] = {}
         self.regs: dict[str, LineRegistration] = {}
+        self.keepalives: dict[str, LineKeepalive] = {}
         self.trunks: dict[str, TrunkState] = {}
         self.trunk_ids: dict[str, int] = {}
         self.rules: list[PrefixRule] = []
@@ -195,6 +197,8 @@ class LineService:
         for reg in self.regs.values():
             if reg.line.enabled and reg.line.register:
                 reg.start(now)
+        for keepalive in self.keepalives.values():
+            keepalive.start(now)
         for state in self.trunks.values():
             if state.config.enabled:
                 state.start(now)
@@ -247,6 +251,18 @@ class LineService:
             self.regs[name] = reg
             if self._loop is not None:
                 reg.start(now)
+        keepalives: dict[str, LineKeepalive] = {}
+        for name, line in lines.items():
+            if not (line.enabled and line.keepalive > 0):
+                continue
+            old_ka = self.keepalives.get(name)
+            if old_ka is not None and old_ka.line == line:
+                keepalives[name] = old_ka
+                continue
+            keepalives[name] = LineKeepalive(line, self.ids)
+            if self._loop is not None:
+                keepalives[name].start(now)
+        self.keepalives = keepalives
         self.lines, self.line_ids = lines, ids
 
     def _new_registration(
@@ -392,6 +408,8 @@ class LineService:
                 self._send_reg(entry[1], entry[1].on_response(response, now))
             elif kind == "opt" and response.status >= 200:
                 self._trunk_result(entry[1], entry[2], True, now)
+            elif kind == "lopt" and response.status >= 200:
+                self._keepalive_result(entry[1], True, now)
             return
         self._tx.pop(tx, None)
         status = 408 if isinstance(event, TransactionTimedOut) else 503
@@ -399,6 +417,27 @@ class LineService:
             self._send_reg(entry[1], entry[1].on_failure(status, now))
         elif kind == "opt":
             self._trunk_result(entry[1], entry[2], False, now)
+        elif kind == "lopt":
+            self._keepalive_result(entry[1], False, now)
+
+    def _keepalive_result(self, keepalive: LineKeepalive, alive: bool, now: float) -> None:
+        """Lost: hand it to the registration machine (re-REGISTER / fail over, its backoff
+        rules apply). Resumed after an outage: a failed registration is retried at once."""
+        name = keepalive.line.name
+        if self.keepalives.get(name) is not keepalive:
+            return  # the line was edited or removed meanwhile
+        change = keepalive.on_result(alive, now)
+        if change is None:
+            return
+        what = "answers again" if change == "resumed" else "stopped answering OPTIONS"
+        log.warning("line %s: target %s %s", name, keepalive.target, what)
+        reg = self.regs.get(name)
+        if reg is None:
+            return
+        if change == "lost":
+            self._send_reg(reg, reg.unreachable(now))
+        elif reg.status.state == "failed":
+            self._send_reg(reg, reg.register_now(now))
 
     def _trunk_result(self, state: TrunkState, address: Address, alive: bool, now: float) -> None:
         changed = state.on_result(address, alive, now)
@@ -409,6 +448,7 @@ class LineService:
     def _next_deadline(self) -> float | None:
         deadlines = [r.next_deadline() for r in self.regs.values()]
         deadlines += [t.next_deadline() for t in self.trunks.values() if t.config.enabled]
+        deadlines += [k.next_deadline() for k in self.keepalives.values()]
         found = [d for d in deadlines if d is not None]
         return min(found) if found else None
 
@@ -439,6 +479,17 @@ class LineService:
                 for request, address in state.poll(now, self.domain, None):
                     tx = self.port.send_request(request, address)
                     self._tx[tx] = ("opt", state, address)
+            for name, keepalive in self.keepalives.items():
+                line_reg = self.regs.get(name)
+                if line_reg is not None:
+                    target = line_reg.current_target()
+                else:
+                    found = self.line_targets.get(name)
+                    target = found[0] if found else None
+                options = keepalive.poll(now, target)
+                if options is not None and target is not None:
+                    tx = self.port.send_request(options, target)
+                    self._tx[tx] = ("lopt", keepalive)
         except Exception:
             log.exception("lines timer failed")
         finally:
@@ -643,7 +694,13 @@ class LineService:
             "associated_uris": [],
             "calls_in": self._inbound_calls("line", name),
             "calls_out": self.outbound_calls("line", name),
+            "reachable": None,
+            "last_keepalive": None,
         }
+        keepalive = self.keepalives.get(name)
+        if keepalive is not None:
+            out["reachable"] = keepalive.reachable
+            out["last_keepalive"] = self._wall(keepalive.last_answer)
         if line is not None and line.enabled and not line.register:
             out["state"] = "unregistered"
         if reg is not None:

@@ -1,0 +1,160 @@
+"""External lines, the items left after the first slices (issue 5), against scriptable peers:
+OPTIONS keep-alive per line, `line test` withdrawing its binding, the line's identity on calls
+out (Contact, From overrides, display, Request-URI parameters, PAI/PPI, new Call-ID per
+refresh), "register now", class of service on forwarded calls leaving through a line.
+
+One server for the module, T1 = 50 ms so an unanswered OPTIONS/REGISTER times out in 3.2 s
+(64*T1). Every peer (tests/integration/peertools.py) is a carrier on its own 127.0.0.x.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from sipbox.sip.message import Message, Request
+from tests.conftest import free_port, require_tool
+from tests.integration.calltools import PASSWORD, CallLab, other_host
+from tests.integration.peertools import Peer
+from tests.integration.regtools import digest_user, provision
+from tests.integration.server import make_server
+
+pytestmark = pytest.mark.interop
+
+PEERS = ("ka", "lt", "out", "fw")
+
+
+class Lab:
+    def __init__(self, calls: CallLab, peers: dict[str, Peer]) -> None:
+        self.calls = calls
+        self.server = calls.server
+        self.peers = peers
+
+    def api(self) -> Any:
+        return self.calls.api()
+
+    def add_line(self, name: str, **fields: Any) -> int:
+        peer = self.peers[name]
+        body = {
+            "name": name, "domain": f"{name}.example", "proxy": f"{peer.host}:{peer.port}",
+            "account": "5550100", "password": "linepw", **fields,
+        }  # fmt: skip
+        with self.api() as api:
+            made = api.post("/lines", json=body)
+        assert made.status_code == 201, made.text
+        return int(made.json()["id"])
+
+    def status(self, name: str) -> dict:
+        with self.api() as api:
+            for item in api.get("/lines").json()["lines"]:
+                if item["name"] == name:
+                    return item["status"]
+        raise KeyError(name)
+
+
+def _wait(check, timeout: float = 10.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"condition not met in {timeout}s; last value {value!r}")
+
+
+def _is(method: str) -> Any:
+    return lambda m: isinstance(m, Request) and m.method == method
+
+
+def _registers(peer: Peer, expires: str | None = None) -> list[Message]:
+    with peer._lock:
+        return [
+            m for m, _ in peer.received
+            if isinstance(m, Request) and m.method == "REGISTER"
+            and (expires is None or m.headers.get("expires") == expires)
+        ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    require_tool("sipp")
+    tmp = tmp_path_factory.mktemp("more")
+    server = make_server(
+        tmp, extra_config='\n[guard]\nenabled = false\n[lines]\ntest_spacing = "100ms"\n'
+    )
+    server.env = {"SIPBOX_SIP_T1": "50ms"}
+    uac_host = other_host(server.host)
+    calls = CallLab(server, uac_host)
+    callee_host = other_host(server.host, uac_host)
+    calls.callees["1002"] = (callee_host, free_port(callee_host, "udp"))
+    provision(server, [
+        digest_user("1001", server.host, PASSWORD, ip_auth=(f"{uac_host}/32",),
+                    display_name="Alice", class_of_service="international"),
+        digest_user("1002", server.host, PASSWORD, ip_auth=(f"{callee_host}/32",),
+                    static_contact="{}:{}".format(*calls.callees["1002"])),
+    ])  # fmt: skip
+    taken = [server.host, uac_host, callee_host]
+    peers: dict[str, Peer] = {}
+    for name in PEERS:
+        host = other_host(*taken)
+        taken.append(host)
+        peers[name] = Peer(host)
+    server.start()
+    try:
+        yield Lab(calls, peers)
+    finally:
+        calls.close()
+        for peer in peers.values():
+            peer.close()
+
+
+def test_line_keepalive_unreachable_and_back(lab: Lab) -> None:
+    """OPTIONS every `keepalive` s to the registered target; when it stops answering the line
+    shows `reachable: false`, the registration is not dropped but re-REGISTERs at once; when
+    the target answers again the line is reachable and registered again."""
+    peer = lab.peers["ka"]
+    lab.add_line("ka", keepalive=0.5)
+    _wait(lambda: lab.status("ka")["state"] == "registered")
+    options, _ = peer.wait(_is("OPTIONS"), 3)
+    assert options.uri_text == "sip:ka.example"  # type: ignore[attr-defined]
+    assert "<sip:5550100@ka.example>" in (options.headers.get("from") or "")
+    _wait(lambda: lab.status("ka")["reachable"] is True, 3)
+
+    before = len(_registers(peer))
+    peer.silent = True
+    lost = _wait(lambda: (s := lab.status("ka"))["reachable"] is False and s, 6)
+    assert lost["state"] == "registered", lost  # one lost OPTIONS does not drop the binding
+    _wait(lambda: len(_registers(peer)) > before, 2)  # ...but re-REGISTERs at once
+    _wait(lambda: lab.status("ka")["state"] == "failed", 6)  # that REGISTER timed out too
+
+    peer.silent = False
+    back = _wait(lambda: (s := lab.status("ka"))["state"] == "registered" and s, 6)
+    assert back["reachable"] is True, back
+
+
+def test_line_test_withdraws_its_binding(lab: Lab) -> None:
+    """An accepted `line test` REGISTER is followed by the same Contact with Expires: 0 when
+    the line is not registered itself; a registered line's own binding is left alone."""
+    peer = lab.peers["lt"]
+    line_id = lab.add_line("lt", register=False)
+    with lab.api() as api:
+        report = api.post(f"/lines/{line_id}/test", json={}).json()
+    assert report["accepted"] and report["accepted"]["released"] is True, report
+    assert "withdrawn" in report["summary"]
+    bound = _registers(peer, "3600")
+    gone = _registers(peer, "0")
+    assert len(bound) == 1 and len(gone) == 1, peer.received
+    assert gone[0].headers.get("contact") == bound[0].headers.get("contact")
+    assert gone[0].call_id == bound[0].call_id
+
+    with lab.api() as api:
+        assert api.patch(f"/lines/{line_id}", json={"register": True}).status_code == 200
+        _wait(lambda: lab.status("lt")["state"] == "registered")
+        report = api.post(f"/lines/{line_id}/test", json={}).json()
+    assert report["accepted"] and report["accepted"]["released"] is False, report
+    assert len(_registers(peer, "0")) == 1  # no un-REGISTER of the live binding
+    assert lab.status("lt")["state"] == "registered"
