@@ -35,11 +35,18 @@ async def test_every_route_is_documented_with_schemas(
                 # JSON everywhere, except exports (``/cdr.csv``) and ``/metrics``, which
                 # document their type.
                 content = (
-                    media.get("application/json") or media.get("text/csv") or media["text/plain"]
+                    media.get("application/json")
+                    or media.get("text/csv")
+                    or media.get("application/yaml")  # /export
+                    or media["text/plain"]
                 )
                 assert content["schema"], (method, info.path)
             if method in ("POST", "PATCH"):
-                body = operation["requestBody"]["content"]["application/json"]["schema"]
+                request = operation["requestBody"]["content"]
+                if "application/yaml" in request:  # /import takes the YAML document as text
+                    assert request["application/yaml"]["example"], (method, info.path)
+                    continue
+                body = request["application/json"]["schema"]
                 assert "$ref" in body, (method, info.path)
             if info.path in PUBLIC_PATHS:
                 assert operation["security"] == []
