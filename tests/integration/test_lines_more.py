@@ -9,6 +9,7 @@ One server for the module, T1 = 50 ms so an unanswered OPTIONS/REGISTER times ou
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -158,3 +159,63 @@ def test_line_test_withdraws_its_binding(lab: Lab) -> None:
     assert report["accepted"] and report["accepted"]["released"] is False, report
     assert len(_registers(peer, "0")) == 1  # no un-REGISTER of the live binding
     assert lab.status("lt")["state"] == "registered"
+
+
+def _hang_up_from_carrier(peer: Peer, sip: tuple[str, int]) -> None:
+    """`on_invite` of a carrier that answers, then hangs up itself: its BYE goes to the
+    Contact of our INVITE (the line's registered Contact), as a carrier's would."""
+
+    def on_invite(invite: Request, addr: tuple[str, int]) -> None:
+        if invite.to.tag:
+            return
+        peer.answer(invite, addr)
+
+        def bye() -> None:
+            time.sleep(0.6)
+            contact = (invite.headers.get("contact") or "").split("<", 1)[-1].split(">", 1)[0]
+            h = invite.headers
+            peer.send(
+                f"BYE {contact} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP {peer.host}:{peer.port};branch=z9hG4bKbye{time.time_ns()}\r\n"
+                f"From: {h.get('to')};tag=peer1\r\nTo: {h.get('from')}\r\n"
+                f"Call-ID: {invite.call_id}\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\n"
+                "Content-Length: 0\r\n\r\n",
+                sip,
+            )
+
+        threading.Thread(target=bye, daemon=True).start()
+
+    peer.on_invite = on_invite
+
+
+def test_line_identity_on_the_wire(lab: Lab) -> None:
+    """A call out through a line carries the line's registered Contact user at our address
+    (the carrier's BYE to it reaches the caller), the From overrides and display name, the
+    Request-URI parameters, P-Asserted-Identity; refreshes use a new Call-ID each."""
+    peer = lab.peers["out"]
+    peer.register_expires = 2  # refresh after 1 s
+    lab.add_line(
+        "out", from_user="+8675500000001", from_domain="ims.out.example", display="ACME",
+        uri_params="user=phone", new_call_id=True, identity_header="pai",
+    )  # fmt: skip
+    _wait(lambda: len(_registers(peer, "3600")) >= 2, 5)
+    peer.register_expires = 60
+    first, second = _registers(peer, "3600")[:2]
+    assert first.call_id != second.call_id
+    with lab.api() as api:
+        made = api.post("/prefixes", json={"pattern": "7", "strip": 1, "targets": ["line:out"]})
+        assert made.status_code == 201, made.text
+    _hang_up_from_carrier(peer, (lab.server.host, lab.server.port))
+
+    result = lab.calls.uac("uac_wait_bye.xml", "75551234")
+    assert result.returncode == 0, result.stderr[-2000:] + lab.server.log_text()[-3000:]
+    invite, _ = peer.wait(lambda m: _is("INVITE")(m) and not m.to.tag)
+    h = invite.headers
+    assert invite.uri_text == "sip:5551234@out.example;user=phone"  # type: ignore[attr-defined]
+    assert "<sip:5551234@out.example;user=phone>" in (h.get("to") or "")
+    assert (h.get("from") or "").startswith('"ACME" <sip:+8675500000001@ims.out.example>')
+    assert h.get("p-asserted-identity") == "<sip:+8675500000001@ims.out.example>"
+    assert h.get("p-preferred-identity") is None
+    contact = h.get("contact") or ""
+    assert contact.startswith(f"<sip:{peer.contact_user}@{lab.server.host}:{lab.server.port}")
+    peer.wait(lambda m: getattr(m, "status", 0) == 200 and m.cseq.method == "BYE")

@@ -189,3 +189,36 @@ def test_answer_clears_the_deadline() -> None:
     key = p.start(T0).start[0].key
     step = p.answered(key, T0 + 3)
     assert step.cancel == [] and p.next_deadline() is None
+
+
+# -- the B leg's identity (LineEgress.prepare) ----------------------------------------------------
+
+
+def _prepared(diverted: bool = False, **fields: Any) -> Any:
+    from sipbox.pbx.lines.line import LineConfig
+    from sipbox.pbx.lines.outbound import LineEgress, line_target
+    from sipbox.sip.headers import Headers
+
+    line = LineConfig(name="l", domain="c.example", account="555", contact_user="sbxabc", **fields)
+    egress = LineEgress(line, routes=(), caller_id=None, diverted=diverted, random_bytes=bytes)
+    target = line_target(line, "5551234", Address("udp", "192.0.2.1", 5060))
+    headers = Headers()
+    headers.add("From", '"Alice" <sip:1001@pbx>;tag=t1')
+    headers.add("Contact", "<sip:1001@10.0.0.1:5060;transport=tcp>")
+    headers.add("P-Asserted-Identity", '"Alice" <sip:1001@pbx>')
+    call = SimpleNamespace(caller=SimpleNamespace(number="1001", display_name="Alice"))
+    egress.prepare(call, EgressLegSpec(1, target, "5551234", "x", egress), headers)
+    return headers
+
+
+def test_line_identity_contact_ppi_and_diversion() -> None:
+    """The registered Contact user replaces the caller's extension (host/params kept); PPI
+    per line; a forwarded call keeps the caller in From and says so with Diversion."""
+    h = _prepared(identity_header="ppi", from_user="+86555", display="ACME")
+    assert h.get("contact") == "<sip:sbxabc@10.0.0.1:5060;transport=tcp>"
+    assert h.get("from") == '"ACME" <sip:+86555@c.example>;tag=t1'
+    assert h.get("p-preferred-identity") == "<sip:+86555@c.example>"
+    assert h.get("p-asserted-identity") is None
+    h = _prepared(diverted=True)
+    assert h.get("from") == "<sip:1001@c.example>;tag=t1"
+    assert h.get("diversion") == "<sip:555@c.example>;reason=unconditional;counter=1"

@@ -752,7 +752,7 @@ class B2BUA:
         max_forwards = request.max_forwards
         headers.append(("Max-Forwards", str(69 if max_forwards is None else max_forwards - 1)))
         if method in ("INVITE", "UPDATE"):
-            user = call.caller.number if other is call.bside else call.dialed
+            user = self.b_user(call) if other is call.bside else call.dialed
             headers.append(("Contact", self._contact(user, other.destination)))
         if self.ext is not None:
             self.ext.relay_request(call, side, other, request, headers)  # Session-Expires
@@ -790,7 +790,7 @@ class B2BUA:
         headers = copy_allowed(response.headers, RESPONSE_HEADERS)
         source = relay.source
         if method in ("INVITE", "UPDATE") and status < 300:
-            user = call.dialed if source is call.a else call.caller.number
+            user = call.dialed if source is call.a else self.b_user(call)
             headers.append(("Contact", self._contact(user, source.destination)))
         if self.ext is not None and 200 <= status < 300:
             self.ext.relayed_2xx(relay, response, headers)  # a refresh of both legs
@@ -944,6 +944,14 @@ class B2BUA:
             self.ext.on_timer(timer, now)  # reliable 1xx, session timers, transfers
 
     # == helpers ==================================================================================
+    def b_user(self, call: Call) -> str:
+        """The Contact user we present on the B side: the caller's number, except through an
+        external line, where it is the Contact user the line registered (issue 5: the carrier
+        matches in-dialog requests and IMS checks against the registered contact)."""
+        leg = call.b
+        egress = getattr(leg.spec, "egress", None) if leg is not None else None
+        return getattr(egress, "contact_user", None) or call.caller.number
+
     def _identity(self, call: Call) -> str:
         caller = call.caller
         display = caller.display_name or call.a_invite.from_.display

@@ -221,7 +221,7 @@ class SessionTimers:
             state.timer = schedule(b2bua, now + 1.0, call, "session-refresh",
                                    lambda t: self.refresh(call, side, t))  # fmt: skip
             return
-        user = call.caller.number if side is call.bside else call.dialed
+        user = b2bua.b_user(call) if side is call.bside else call.dialed
         headers = [
             ("Session-Expires", f"{state.interval};refresher=uac"),
             ("Min-SE", str(self.min_se)),
@@ -317,7 +317,7 @@ class SessionTimers:
                 return True
             state.interval, refresher = self._uas_choice(request, supports)
             state.we_refresh = refresher == "uas"
-        user = call.dialed if side is call.a else call.caller.number
+        user = call.dialed if side is call.a else b2bua.b_user(call)
         headers = [
             ("Session-Expires", f"{state.interval};refresher={state.refresher_param(False)}"),
             ("Contact", b2bua._contact(user, side.destination)),

@@ -151,6 +151,7 @@ class LineEgress:
         "_answered",
         "_digest",
         "caller_id",
+        "contact_user",
         "diverted",
         "line",
         "name",
@@ -170,6 +171,9 @@ class LineEgress:
     ) -> None:
         self.line = line
         self.name = line.name
+        #: The Contact user the line registered (its identity towards the carrier); the
+        #: B2BUA uses it for every Contact it sends on this leg's dialog.
+        self.contact_user = line.contact_user or None
         self.routes = tuple(routes)
         self.caller_id = caller_id
         self.diverted = diverted
@@ -203,6 +207,12 @@ class LineEgress:
             headers.add("Diversion", f"{own};reason=unconditional;counter=1")
         for route in self.routes:
             headers.add("Route", route)
+        if self.contact_user:
+            # The registered Contact, not the caller's extension: the carrier's in-dialog
+            # requests and IMS checks (P-CSCF: Contact must be a registered one) match it.
+            contact = headers.get("contact")
+            if contact:
+                headers.set("Contact", contact_with_user(contact, self.contact_user))
 
     def on_response(self, invite: Request, response: Response) -> Request | None:
         """An 18x marks the leg ringing; a 401/407 gets a new INVITE with credentials (once
@@ -253,6 +263,16 @@ class TrunkEgress:
         if 100 < response.status < 200:
             self.ringing = True
         return None
+
+
+def contact_with_user(contact: str, user: str) -> str:
+    """`<sip:1001@host:port;...>` -> `<sip:USER@host:port;...>` (our own Contact, so the
+    simple form the B2BUA writes)."""
+    start = contact.find(":", contact.find("<") + 1)
+    at = contact.find("@", start)
+    if start < 0 or at < 0:
+        return contact
+    return contact[: start + 1] + user + contact[at:]
 
 
 def _set_from(headers: Headers, user: str, host: str, display: str) -> None:
