@@ -268,6 +268,26 @@ def line_test(
         raise typer.Exit(1)
 
 
+@line_app.command("register")
+def line_register(
+    name: Annotated[str, typer.Argument(help="The line's name.")],
+    json_output: JsonOption = False,
+    api_url: ApiUrlOption = None,
+    token: TokenOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Register the line now (after a network change, or once the carrier fixed the
+    account): clears the backoff instead of waiting for the next attempt."""
+    client = api_client_or_exit(api_url, token, config)
+    line = _find(client, "line", name)
+    answer = _call(client, "POST", f"/lines/{line['id']}/register")
+    if json_output:
+        _print_json(answer)
+        return
+    state = answer["status"]["state"]
+    console.print(f"line [bold]{escape(name)}[/bold]: {escape(state)}", highlight=False)
+
+
 # == trunks ========================================================================================
 
 

@@ -219,3 +219,47 @@ def test_line_identity_on_the_wire(lab: Lab) -> None:
     contact = h.get("contact") or ""
     assert contact.startswith(f"<sip:{peer.contact_user}@{lab.server.host}:{lab.server.port}")
     peer.wait(lambda m: getattr(m, "status", 0) == 200 and m.cseq.method == "BYE")
+
+
+def test_register_now_and_at_start_up(lab: Lab) -> None:
+    """A line in backoff after a 403 registers at once with `POST /lines/{id}/register`
+    (`sipbox line register`), not after its 60 s backoff; a disabled line answers 409. After
+    a restart every enabled line sends its REGISTER at once."""
+    from tests.test_cli import LiveApi, run
+
+    peer = lab.peers["ka"]
+    with lab.api() as api:
+        line = next(x for x in api.get("/lines").json()["lines"] if x["name"] == "ka")
+        peer.register_status = 403
+        api.patch(f"/lines/{line['id']}", json={"expires": 1800})  # edited: re-registers
+        failed = _wait(lambda: (s := lab.status("ka"))["state"] == "failed" and s)
+        assert failed["last_status"] == 403 and failed["next_attempt"] > time.time() + 30
+        peer.register_status = 200
+        answer = api.post(f"/lines/{line['id']}/register")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["status"]["state"] in ("registering", "registered")
+        _wait(lambda: lab.status("ka")["state"] == "registered", 3)
+        assert lab.status("ka")["failures"] == 0
+
+        s = lab.server
+        live = LiveApi(url=s.api_url, token=s.admin_token(), config=s.config_path)
+        before = len(_registers(peer))
+        done = run(live, "line", "register", "ka")
+        assert done.exit_code == 0 and "line ka:" in done.stdout, done.output
+        _wait(lambda: len(_registers(peer)) > before, 3)
+
+        api.patch(f"/lines/{line['id']}", json={"enabled": False})
+        assert api.post(f"/lines/{line['id']}/register").status_code == 409
+        api.patch(f"/lines/{line['id']}", json={"enabled": True})
+
+    lab.server.stop()
+    counts = {name: len(_registers(lab.peers[name], "0")) for name in ("lt", "out")}
+    assert all(counts.values()), counts  # un-REGISTERed at shutdown
+    seen = {name: len(_registers(lab.peers[name])) for name in ("ka", "lt", "out")}
+    started = time.monotonic()
+    lab.server.start()
+    for name, count in seen.items():
+        _wait(lambda name=name, count=count: len(_registers(lab.peers[name])) > count, 5)
+    assert time.monotonic() - started < 8
+    for name in seen:
+        _wait(lambda name=name: lab.status(name)["state"] == "registered", 3)

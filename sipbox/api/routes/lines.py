@@ -131,6 +131,23 @@ async def test_line_route(
         raise ApiError(409, f"line {view['name']} is disabled or unusable") from exc
 
 
+_REGISTER_SUMMARY = "Register the line now (network change, restart): clears its backoff"
+
+
+@router.post("/lines/{line_id}/register", responses=_ERRORS, summary=_REGISTER_SUMMARY)
+async def register_line_route(services: ServicesDep, line_id: RowId) -> dict[str, Any]:
+    """Sends a REGISTER at once instead of waiting for the refresh or the backoff (after the
+    network or the carrier changed). 409 when the line does not register (disabled or
+    `register` off). Answers the line with its status (usually `registering`)."""
+    admin = _admin(services)
+    view: dict[str, Any] = await admin.peer_view("line", line_id)
+    try:
+        view["status"] = await admin.service.register_now(view["name"])
+    except KeyError as exc:
+        raise ApiError(409, f"line {view['name']} is disabled or does not register") from exc
+    return view
+
+
 @router.get("/prefixes", summary="Call prefixes (longest match first)")
 async def list_prefixes(services: ServicesDep) -> dict[str, Any]:
     items = await _admin(services).list_prefixes()

@@ -205,6 +205,29 @@ class LineService:
         self._resolver_task = asyncio.create_task(self._re_resolve())
         self._rearm()
 
+    async def register_now(self, name: str) -> dict[str, Any]:
+        """Force an immediate REGISTER of line `name` (after a network change, or once the
+        carrier fixed the account): resolve its targets again, forget the backoff, restart
+        its keep-alive. KeyError when the line has no registration (disabled or
+        `register = false`). Returns the line's status."""
+        reg = self.regs.get(name)
+        line = self.lines.get(name)
+        if reg is None or line is None:
+            raise KeyError(name)
+        targets = await self._resolve_line(line)
+        if targets or not self.line_targets.get(name):
+            self.line_targets[name] = targets
+            self._tls_policy(line, targets)
+            self._index_hosts()
+        now = self.port.now()
+        reg.target_index = 0
+        self._send_reg(reg, reg.register_now(now))
+        keepalive = self.keepalives.get(name)
+        if keepalive is not None:
+            keepalive.start(now)
+        self._rearm()
+        return self.line_status(name)
+
     async def reload(self) -> None:
         """After a change through the API: apply at once (an edited line re-registers)."""
         await self.load()
@@ -294,12 +317,7 @@ class LineService:
     ) -> None:
         targets: dict[str, list[Address]] = {}
         for line in lines.values():
-            spec = line.proxy_spec
-            if spec is not None:
-                hosts = await self._lookup(spec.host, spec.port or DEFAULT_PORTS[spec.transport])
-                targets[line.name] = [spec.address(h) for h, _ in hosts[:1]] or []
-            else:
-                targets[line.name] = await self._domain_targets(line)
+            targets[line.name] = await self._resolve_line(line)
             self._tls_policy(line, targets[line.name])
         self.line_targets = targets
         for state in trunks.values():
@@ -308,6 +326,14 @@ class LineService:
                 resolved.extend(await self._lookup(host, port))
             if resolved or not state.addresses:
                 state.set_addresses(resolved)
+
+    async def _resolve_line(self, line: LineConfig) -> list[Address]:
+        """The line's targets: its proxy's address, else RFC 3263 of its domain."""
+        spec = line.proxy_spec
+        if spec is not None:
+            hosts = await self._lookup(spec.host, spec.port or DEFAULT_PORTS[spec.transport])
+            return [spec.address(h) for h, _ in hosts[:1]]
+        return await self._domain_targets(line)
 
     def _tls_policy(self, line: LineConfig, targets: list[Address]) -> None:
         """Tell the transport how to check the certificate of each TLS target: against
