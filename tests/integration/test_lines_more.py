@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from sipbox.sip.message import Message, Request
+from sipbox.storage import NewUser
 from tests.conftest import free_port, require_tool
 from tests.integration.calltools import PASSWORD, CallLab, other_host
 from tests.integration.peertools import Peer
@@ -85,7 +86,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     require_tool("sipp")
     tmp = tmp_path_factory.mktemp("more")
     server = make_server(
-        tmp, extra_config='\n[guard]\nenabled = false\n[lines]\ntest_spacing = "100ms"\n'
+        tmp,
+        extra_config='\n[guard]\nenabled = false\n[lines]\ntest_spacing = "100ms"\n'
+        'emergency_route = ["line:fw"]\n',
     )
     server.env = {"SIPBOX_SIP_T1": "50ms"}
     uac_host = other_host(server.host)
@@ -97,6 +100,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
                     display_name="Alice", class_of_service="international"),
         digest_user("1002", server.host, PASSWORD, ip_auth=(f"{callee_host}/32",),
                     static_contact="{}:{}".format(*calls.callees["1002"])),
+        # Forwarding to numbers out through line fw (prefix 6): 1003 and 1005 to an
+        # international one, 1004 (class none) to an emergency number.
+        NewUser("1003", class_of_service="local",
+                    settings={"forwarding": {"unconditional": "6004412345"}}),
+        NewUser("1004", class_of_service="none",
+                    settings={"forwarding": {"unconditional": "112"}}),
+        NewUser("1005", class_of_service="international",
+                    settings={"forwarding": {"unconditional": "6004412345"}}),
     ])  # fmt: skip
     taken = [server.host, uac_host, callee_host]
     peers: dict[str, Peer] = {}
@@ -263,3 +274,33 @@ def test_register_now_and_at_start_up(lab: Lab) -> None:
     assert time.monotonic() - started < 8
     for name in seen:
         _wait(lambda name=name: lab.status(name)["state"] == "registered", 3)
+
+
+def test_class_of_service_on_forwarding_through_a_line(lab: Lab) -> None:
+    """The forwarding user's class must cover the number leaving through a line: 1003
+    (`local`) cannot forward to an international number (its forwarding is not taken; it
+    is offline: 480), 1005 (`international`) can (Diversion names the line's number); an
+    emergency number always routes, even forwarded by 1004 of class `none` (emergency_route)."""
+    peer = lab.peers["fw"]
+    lab.add_line("fw")
+    _wait(lambda: lab.status("fw")["state"] == "registered")
+    with lab.api() as api:
+        made = api.post("/prefixes", json={"pattern": "6", "strip": 1, "targets": ["line:fw"]})
+        assert made.status_code == 201, made.text
+    _hang_up_from_carrier(peer, (lab.server.host, lab.server.port))
+    log = lab.server.log_text
+
+    refused = lab.calls.uac("uac_fail_480.xml", "1003")
+    assert refused.returncode == 0, refused.stderr[-2000:] + log()[-3000:]
+    assert peer.count("INVITE") == 0
+
+    allowed = lab.calls.uac("uac_wait_bye.xml", "1005")
+    assert allowed.returncode == 0, allowed.stderr[-2000:] + log()[-3000:]
+    invite, _ = peer.wait(lambda m: _is("INVITE")(m) and not m.to.tag)
+    assert invite.uri_text == "sip:004412345@fw.example"  # type: ignore[attr-defined]
+    assert (invite.headers.get("diversion") or "").startswith("<sip:5550100@fw.example>")
+
+    emergency = lab.calls.uac("uac_wait_bye.xml", "1004")
+    assert emergency.returncode == 0, emergency.stderr[-2000:] + log()[-3000:]
+    invite, _ = peer.wait(lambda m: _is("INVITE")(m) and not m.to.tag)
+    assert invite.uri_text == "sip:112@fw.example"  # type: ignore[attr-defined]
