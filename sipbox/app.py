@@ -158,6 +158,7 @@ class Server:
         self.pump.attach(self.transport, self.dispatcher.handle_event)
         if self.security is not None:
             self.security.attach(close_source=self._close_source)
+            self.pump.allow_destination = self.security.accept_source()
         await self.transport.start()
         advertiser.append(
             Advertiser(

@@ -41,6 +41,9 @@ class SipPump:
         self._timer_at: float | None = None
         self._dispatching = False
         self.trace = trace
+        # The guard's check (set by app.py): datagrams to a source banned after its
+        # transaction started (e.g. a 407 retransmitted until Timer H) are dropped too.
+        self.allow_destination: Callable[[str], bool] | None = None
         # Per-call SIP trace for the web admin (issue 7); app.py sets it, None costs nothing.
         self.capture: CallCapture | None = None
 
@@ -100,7 +103,10 @@ class SipPump:
         transport = self.transport
         trace = self.trace
         capture = self.capture
+        allow = self.allow_destination
         for out in self.endpoint.datagrams_to_send():
+            if allow is not None and not allow(out.destination.host):
+                continue  # never answer a banned source, not even a retransmission
             if trace:
                 trace_log.info("send %s\n%s", out.destination, _show(out.data))
             if capture is not None and capture.watched:
