@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Body, Path, Response, status
 from pydantic import BaseModel, ConfigDict
 
 from sipbox.api.deps import ServicesDep
@@ -134,8 +134,16 @@ async def test_line_route(
 _REGISTER_SUMMARY = "Register the line now (network change, restart): clears its backoff"
 
 
+class LineRegisterIn(BaseModel):
+    """Options of "register now" (none yet: the body may be omitted or ``{}``)."""
+
+
 @router.post("/lines/{line_id}/register", responses=_ERRORS, summary=_REGISTER_SUMMARY)
-async def register_line_route(services: ServicesDep, line_id: RowId) -> dict[str, Any]:
+async def register_line_route(
+    services: ServicesDep,
+    line_id: RowId,
+    body: Annotated[LineRegisterIn, Body()] = LineRegisterIn(),  # noqa: B008
+) -> dict[str, Any]:
     """Sends a REGISTER at once instead of waiting for the refresh or the backoff (after the
     network or the carrier changed). 409 when the line does not register (disabled or
     `register` off). Answers the line with its status (usually `registering`)."""
