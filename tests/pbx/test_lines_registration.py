@@ -225,3 +225,52 @@ def test_new_call_id_per_refresh_and_ims_empty_auth() -> None:
     refresh = reg.poll(T0 + 50)
     assert refresh is not None and refresh[0].call_id != request.call_id
     assert refresh[0].headers.get("authorization") is None
+
+
+def test_keepalive_loss_reregisters_to_the_next_target_keeping_the_binding() -> None:
+    """A lost OPTIONS target: the binding stays `registered` while a REGISTER goes to the next
+    target at once; a line in backoff or with a REGISTER in flight is left alone."""
+    reg = make([A, B])
+    reg.on_response(respond(first(reg), 200, "Expires: 600"), T0)
+    out = reg.unreachable(T0 + 30)
+    assert out is not None and out[1] == B
+    assert reg.status.state == "registered" and reg.status.expires_at == T0 + 600
+    assert reg.unreachable(T0 + 31) is None  # one in flight already
+    reg.on_response(respond(out[0], 200, "Expires: 600"), T0 + 31)
+    assert reg.destination == B and reg.current_target() == B
+
+    failed = make([A], base=60.0)
+    failed.on_response(respond(first(failed), 403), T0)
+    assert failed.unreachable(T0 + 1) is None and failed.status.retry_at == T0 + 60
+
+
+def test_register_now_clears_the_backoff() -> None:
+    reg = make([A], base=60.0)
+    reg.on_response(respond(first(reg), 403), T0)
+    assert reg.status.failures == 1 and reg.status.retry_at == T0 + 60
+    out = reg.register_now(T0 + 5)
+    assert out is not None and out[1] == A and reg.status.failures == 0
+    assert reg.status.state == "registering"
+    assert reg.register_now(T0 + 6) is None  # already in flight
+
+
+def test_line_keepalive_jitter_and_reachability() -> None:
+    """OPTIONS at the jittered interval (+-10 %) to the given target, one in flight at a
+    time; lost/resumed reported once per change."""
+    import random
+
+    from sipbox.pbx.lines.keepalive import LineKeepalive
+
+    line = LineConfig(name="ct", domain="carrier.example", account="5550100", keepalive=30)
+    ka = LineKeepalive(line, lambda: "id", random.Random(7))
+    ka.start(T0)
+    due = ka.next_deadline()
+    assert due is not None and T0 + 27 <= due <= T0 + 33
+    assert ka.poll(due - 0.1, A) is None
+    options = ka.poll(due, A)
+    assert options is not None and options.method == "OPTIONS"
+    assert options.uri_text == "sip:carrier.example"
+    assert ka.poll(due + 40, A) is None  # the first is still in flight
+    assert ka.on_result(False, due + 3) == "lost" and ka.reachable is False
+    assert ka.on_result(False, due + 40) is None
+    assert ka.on_result(True, due + 70) == "resumed" and ka.reachable is True
