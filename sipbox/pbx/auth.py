@@ -227,7 +227,14 @@ class Authenticator:
         user_agent = request.headers.get("user-agent")
 
         guard = self.guard
-        if guard is not None and host is not None:
+        # The dispatcher's screen (pbx/security.py) inspects the User-Agent and From display
+        # name with the same guard; only a display name it did not see is inspected again.
+        seen = getattr(ctx, "signature", None)
+        if (
+            guard is not None
+            and host is not None
+            and not (seen is not None and seen[0] is guard and display in (None, seen[1]))
+        ):
             event = guard.inspect_signature(host, user_agent, display, self.guard_clock())
             if event is not None:
                 self._guard_event(event)

@@ -312,13 +312,13 @@ class SecurityService:
                 return False
         request = ctx.request
         headers = request.headers
-        event = guard.inspect_signature(
-            host, headers.get("user-agent"), _display_of(headers.get("from")), now
-        )
+        display = _display_of(headers.get("from"))
+        event = guard.inspect_signature(host, headers.get("user-agent"), display, now)
         if event is not None:
             self.handle_event(event)
             self._count("scanner")
             return False
+        ctx.signature = (guard, display)  # auth need not inspect the same values again
         if request.method in _TARGETED and live == 0 and self.users is not None:
             uri = request.uri
             user = uri.user_decoded() if isinstance(uri, SipUri) else None

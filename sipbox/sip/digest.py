@@ -214,13 +214,18 @@ _TOKEN_RE = re.compile(_TOKEN)
 # quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F)
 _QDTEXT = "[\\t \\x21\\x23-\\x5b\\x5d-\\x7e\\x80-\\ud7ff\\ue000-\\U0010ffff]"
 _QUOTED_PAIR = "\\\\[\\x00-\\x09\\x0b\\x0c\\x0e-\\x7f]"
+# A run of qdtext (the same set, written as a negated class): `qdtext* (quoted-pair qdtext*)*`
+# matches exactly what `(qdtext / quoted-pair)*` does without one alternation per character
+# (2x faster on a nonce or response value).
+_QDTEXT_RUN = '[^\\x00-\\x08\\x0a-\\x1f"\\\\\\x7f\\ud800-\\udfff]*'
 # LWS = [*WSP CRLF] 1*WSP   (folded lines are unfolded first)
 _FOLD_RE = re.compile(r"\r?\n[ \t]")
 # credentials = "Digest" LWS digest-response
 _SCHEME_RE = re.compile(rf"[ \t]*({_TOKEN})(?:[ \t]+|\Z)")
 # auth-param = auth-param-name EQUAL ( token / quoted-string );  EQUAL = SWS "=" SWS
 _PARAM_RE = re.compile(
-    rf"({_TOKEN})[ \t]*=[ \t]*(?:({_TOKEN})|\"((?:{_QDTEXT}|{_QUOTED_PAIR})*)\")[ \t]*"
+    rf"({_TOKEN})[ \t]*=[ \t]*"
+    rf"(?:({_TOKEN})|\"({_QDTEXT_RUN}(?:{_QUOTED_PAIR}{_QDTEXT_RUN})*)\")[ \t]*"
 )
 # COMMA = SWS "," SWS
 _COMMA_RE = re.compile(r",[ \t]*")

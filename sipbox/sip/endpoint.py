@@ -273,19 +273,11 @@ class Endpoint:
             call_id = request.headers.get("call-id")
         except RemoteProtocolError:
             via = call_id = None
-        if (
-            via is not None
-            and call_id is not None
-            and _has_cookie(via)
-            and self._match_request(
-                _key_3261(via, "INVITE" if is_ack else method, call_id.strip()),
-                request,
-                is_ack,
-                now,
-                checked=False,
-            )
-        ):
-            return
+        fast_key: str | None = None
+        if via is not None and call_id is not None and _has_cookie(via):
+            fast_key = _key_3261(via, "INVITE" if is_ack else method, call_id.strip())
+            if self._match_request(fast_key, request, is_ack, now, checked=False):
+                return
         try:
             check_request(request)
         except RemoteProtocolError as exc:
@@ -297,7 +289,8 @@ class Endpoint:
             if self._match_request(key, request, is_ack, now, checked=True):
                 return
         else:
-            key = _key_3261(via, "INVITE" if is_ack else method, request.call_id)
+            # The same top Via and Call-ID as the fast path's (parsed once, cached): same key.
+            key = fast_key or _key_3261(via, "INVITE" if is_ack else method, request.call_id)
             if is_ack and self._match_request(key, request, is_ack, now, checked=True):
                 return  # an ACK the Accepted state passes up (RFC 6026)
         invite_key = _server_key(request, via, "INVITE") if method == "CANCEL" else None

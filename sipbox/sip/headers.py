@@ -253,10 +253,21 @@ class Headers:
         return out
 
     def add(self, name: str, value: str) -> None:
-        """Append a header line at the end."""
+        """Append a header line at the end (the index stays valid: the line goes last)."""
         key = header_key(name)
-        self._entries.append([key, name if name != key else canonical_name(key), value])
-        self._changed(key)
+        entry = [key, name if name != key else canonical_name(key), value]
+        self._entries.append(entry)
+        index = self._index
+        if index is not None:
+            found = index.get(key)
+            if found is None:
+                index[key] = [entry]
+            else:
+                found.append(entry)
+        self.generation += 1
+        typed = self.typed
+        if typed:
+            typed.pop(key, None)
 
     def add_first(self, name: str, value: str) -> None:
         """Insert a header line before the first line of the same name (or at the top)."""
