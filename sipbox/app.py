@@ -159,6 +159,7 @@ class Server:
         if self.security is not None:
             self.security.attach(close_source=self._close_source)
             self.pump.allow_destination = self.security.accept_source()
+        self.transport.connections_in_use = self._connections_in_use
         await self.transport.start()
         advertiser.append(
             Advertiser(
@@ -186,6 +187,23 @@ class Server:
             )
         gc.collect()
         gc.freeze()  # start-up objects never need scanning again (fewer, shorter GC pauses)
+
+    def _connections_in_use(self) -> set[int]:
+        """TCP/TLS connections a live registration or call still needs: the transport's idle
+        sweep never closes them (RFC 5626 flows; in-dialog requests reuse the connection)."""
+        used: set[int] = set()
+        if self.registrar is not None:
+            for binding in self.registrar.bindings():
+                cid = getattr(binding, "connection_id", None)
+                if cid is not None:
+                    used.add(cid)
+        b2bua = getattr(getattr(self, "calls", None), "b2bua", None)
+        for call in getattr(b2bua, "calls", {}).values():
+            for side in (getattr(call, "a", None), getattr(call, "bside", None)):
+                cid = getattr(side, "connection_id", None)
+                if cid is not None:
+                    used.add(cid)
+        return used
 
     def _accept_source(self) -> Any:
         """The transport's pre-parse source check: the guard's O(1) verdict."""

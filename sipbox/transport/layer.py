@@ -29,7 +29,7 @@ import itertools
 import logging
 import socket
 import ssl
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -143,6 +143,8 @@ class TransportLayer:
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.TimerHandle | None = None
+        # Set by app.py: the connection ids live bindings and calls use (see `_sweep`).
+        self.connections_in_use: Callable[[], Collection[int]] | None = None
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -549,8 +551,16 @@ class TransportLayer:
         """Close connections idle longer than `idle_timeout` (unless kept); re-arm."""
         assert self._loop is not None and self.idle_timeout is not None
         deadline = self.loop_time() - self.idle_timeout
-        for conn in list(self._conns.values()):
-            if conn.state == OPEN and not conn.keep and conn.last_activity < deadline:
+        idle = [
+            conn
+            for conn in self._conns.values()
+            if conn.state == OPEN and not conn.keep and conn.last_activity < deadline
+        ]
+        # A connection a registration or a call still uses stays open however quiet it is
+        # (the PBX is asked once per sweep, never per message).
+        in_use = self.connections_in_use() if idle and self.connections_in_use else ()
+        for conn in idle:
+            if conn.id not in in_use:
                 logger.debug("closing idle connection %d to %s", conn.id, conn.remote)
                 conn.close()
         self._sweeper = self._loop.call_later(self._sweep_interval(), self._sweep)

@@ -535,6 +535,37 @@ async def test_idle_timeout_closes_and_set_keep_spares() -> None:
             w.close()
 
 
+async def test_idle_sweep_spares_connections_the_pbx_still_uses() -> None:
+    """A quiet connection that a registration or call uses (asked once per sweep through
+    `connections_in_use`) stays open; a quiet unused one is closed."""
+    host = loopback()
+    sink = Sink()
+    layer = TransportLayer([Listen("tcp", host, 0)], sink, idle_timeout=0.3)
+    asked: list[int] = []
+    used: set[int] = set()
+
+    def in_use() -> set[int]:
+        asked.append(1)
+        return used
+
+    layer.connections_in_use = in_use
+    async with running(layer):
+        port = layer.listening[0].port
+        unused_reader, unused_writer = await connect(host, port)
+        bound_reader, bound_writer = await connect(host, port)
+        bound_writer.write(sip(1))
+        _, bound_peer = await sink.get()
+        used.add(bound_peer.connection_id)
+        await assert_closed(unused_reader)
+        await asyncio.sleep(0.5)
+        assert asked, "the sweep never asked which connections are in use"
+        bound_writer.write(b"\r\n\r\n")
+        assert await read_exactly(bound_reader, 2) == b"\r\n"
+        assert layer.connection_count == 1
+        for w in (unused_writer, bound_writer):
+            w.close()
+
+
 async def test_stop_closes_connections_and_fails_queued_sends() -> None:
     host = loopback()
     errors = Sink()
