@@ -174,6 +174,7 @@ class B2BUA:
         self._b_call_ids: dict[str, tuple[Call, BLeg]] = {}
         self._active: dict[str, int] = {}
         self._timers: list[Timer] = []
+        self._compact_at = 4096
         self.stats: dict[str, int] = {}
         # PRACK, session timers, transfers, early-dialog requests (`extensions.py`); None
         # keeps the core behaviour (tests of the core alone).
@@ -190,9 +191,21 @@ class B2BUA:
 
     def next_deadline(self) -> float | None:
         timers = self._timers
+        if len(timers) > self._compact_at:
+            self._compact_timers()
         while timers and timers[0].cancelled:
             heapq.heappop(timers)
         return timers[0].at if timers else None
+
+    def _compact_timers(self) -> None:
+        """Drop cancelled timers from the heap: cancellation is lazy and most timers are
+        cancelled long before they are due (2xx retransmission, ACK wait, a session timer
+        30 min ahead), so without this the heap grows with the call rate times the longest
+        delay. Amortized O(1): runs when the heap doubled since the last compaction."""
+        live = [timer for timer in self._timers if not timer.cancelled]
+        heapq.heapify(live)
+        self._timers[:] = live
+        self._compact_at = max(4096, 2 * len(live))
 
     def handle_timer(self, now: float) -> None:
         """Run every timer due at `now`."""
@@ -205,7 +218,8 @@ class B2BUA:
             try:
                 self._on_timer(timer, now)
             except Exception:
-                log.exception("call %s: timer %s failed", timer.call.id, timer.kind)
+                call = timer.call
+                log.exception("call %s: timer %s failed", call and call.id, timer.kind)
 
     def hangup(self, call_id: str) -> bool:
         """End a call by administrative request (API): BYE both sides, or 480 + CANCEL
@@ -899,7 +913,22 @@ class B2BUA:
             if isinstance(entry, tuple) and entry[0] is call:
                 del self._tx[leg.tx]
             self._b_call_ids.pop(leg.call_id, None)
-        _cancel(call.duration_timer)
+            early = leg.early
+            if early is not None and early.a_timer is not None:
+                early.a_timer.release()
+        # Cancelled timers stay in the heap until due: make them let go of the call so it
+        # dies now, by reference counting, not at the next full GC pass (or in 30 min).
+        for timer in (call.duration_timer, call.plan_timer):
+            if timer is not None:
+                timer.release()
+        for side in (call.a, call.bside):
+            if side is not None:
+                for timer in (side.retransmit_timer, side.ack_timer):
+                    if timer is not None:
+                        timer.release()
+                session = side.session
+                if session is not None and session.timer is not None:
+                    session.timer.release()
 
     # == timers ===================================================================================
     def _schedule(self, at: float, call: Call, kind: str, side: Side | None = None) -> Timer:

@@ -31,6 +31,14 @@ class ExtTimer(Timer):
         super().__init__(at, call, kind)
         self.fire = fire
 
+    def release(self) -> None:
+        super().release()
+        self.fire = _noop  # its closure holds the call and its side
+
+
+def _noop(now: float) -> None:
+    pass
+
 
 def schedule(
     b2bua: Any, at: float, call: Call, kind: str, fire: Callable[[float], None]

@@ -56,6 +56,14 @@ class Timer:
     def __lt__(self, other: Timer) -> bool:
         return self.at < other.at
 
+    def release(self) -> None:
+        """Cancel, and let go of the call: a cancelled timer may sit in the heap until its
+        due time (a session timer: 30 min), and must not keep a finished call (its requests,
+        dialogs, transactions: ~100 objects) alive — nor make every full GC pass scan it."""
+        self.cancelled = True
+        self.call = None  # type: ignore[assignment]
+        self.side = None
+
 
 class Side:
     """One established dialog of the call and how to reach its peer."""
