@@ -29,6 +29,7 @@ from ..dispatcher import Dispatcher, RequestContext
 from .b2bua import B2BUA
 from .cdr import CdrWriter
 from .extensions import SUPPORTED_TAGS, CallExtensions
+from .gcpolicy import GcPolicy
 from .routing import Router, UserResolver
 
 log = logging.getLogger("sipbox.pbx.calls")
@@ -57,6 +58,8 @@ class CallService:
         self.dispatcher = dispatcher
         self.port = dispatcher.port
         self.cdr = CdrWriter(store)
+        # Held calls must not be scanned by every full GC pass (gcpolicy.py: the measured why).
+        self.gc = GcPolicy()
         ids = id_source or (lambda: secrets.token_hex(8))
         self.users = UserResolver(
             registration.users,
@@ -153,6 +156,7 @@ class CallService:
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.cdr.start()
+        self.gc.start(self._loop)
 
     def hangup(self, call_id: str) -> bool:
         """Administrative hang-up (API)."""
@@ -161,6 +165,7 @@ class CallService:
         return done
 
     async def stop(self) -> None:
+        self.gc.stop()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
