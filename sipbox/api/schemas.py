@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sipbox.api import examples as ex
+from sipbox.api.examples import examples
 from sipbox.pbx.user_admin import (
     MAX_IP_AUTH,
     NUMBER_PATTERN,
@@ -124,6 +126,8 @@ class ForwardingIn(BaseModel):
 class ForwardingOut(BaseModel):
     """A user's forwarding targets (null = off) and DND flag."""
 
+    model_config = ConfigDict(json_schema_extra=examples(ex.FORWARDING))
+
     unconditional: str | None = None
     busy: str | None = None
     no_answer: str | None = None
@@ -149,6 +153,8 @@ class _UserFields(BaseModel):
 
 class UserCreate(_UserFields):
     """A new user (extension)."""
+
+    model_config = ConfigDict(json_schema_extra=examples(ex.USER_CREATE, ex.USER_CREATE_IP))
 
     number: str = _number_field
     display_name: str = Field("", max_length=128, examples=["Alice"])
@@ -191,6 +197,8 @@ class UserUpdate(_UserFields):
     be changed (the password hashes and the phones' configuration are bound to it).
     """
 
+    model_config = ConfigDict(json_schema_extra=examples(ex.USER_UPDATE))
+
     display_name: str | None = Field(None, max_length=128)
     password: str | None = _password_field
     enabled: bool | None = None
@@ -226,6 +234,8 @@ class UserUpdate(_UserFields):
 class UserOut(BaseModel):
     """A user as the API shows it: never the password or its hashes."""
 
+    model_config = ConfigDict(json_schema_extra=examples(ex.USER))
+
     id: int
     number: str = Field(examples=["1001"])
     display_name: str
@@ -255,6 +265,8 @@ class UserOut(BaseModel):
 class UserList(BaseModel):
     """One page of users, ordered by number."""
 
+    model_config = ConfigDict(json_schema_extra=examples(ex.USER_LIST))
+
     total: int = Field(description="Users stored in all")
     limit: int
     offset: int
@@ -264,13 +276,15 @@ class UserList(BaseModel):
 class BulkUsersIn(BaseModel):
     """Many users to create at once, all or nothing."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=examples(ex.BULK_IN))
 
     users: list[UserCreate] = Field(min_length=1, max_length=MAX_BULK)
 
 
 class BulkCreated(BaseModel):
     """The result of a bulk create."""
+
+    model_config = ConfigDict(json_schema_extra=examples(ex.BULK_CREATED))
 
     created: int
     numbers: list[str]
@@ -281,6 +295,8 @@ class BulkCreated(BaseModel):
 
 class RegistrationOut(BaseModel):
     """One live registration (binding)."""
+
+    model_config = ConfigDict(json_schema_extra=examples(ex.REGISTRATION))
 
     number: str
     aor: str = Field(examples=["sip:1001@pbx.example.com"])
@@ -299,12 +315,16 @@ class RegistrationOut(BaseModel):
 class RegistrationList(BaseModel):
     """Live registrations, ordered by number then contact."""
 
+    model_config = ConfigDict(json_schema_extra=examples(ex.REGISTRATION_LIST))
+
     total: int
     registrations: list[RegistrationOut]
 
 
 class RemovedOut(BaseModel):
     """How many registrations an unregister removed."""
+
+    model_config = ConfigDict(json_schema_extra=examples(ex.REMOVED))
 
     removed: int
 
@@ -314,6 +334,8 @@ class RemovedOut(BaseModel):
 
 class Health(BaseModel):
     """Liveness: the process answers."""
+
+    model_config = ConfigDict(json_schema_extra=examples(ex.HEALTH))
 
     status: Literal["ok"] = "ok"
 
@@ -338,6 +360,8 @@ class Counts(BaseModel):
 
 class StatusOut(BaseModel):
     """What `sipbox status` shows."""
+
+    model_config = ConfigDict(json_schema_extra=examples(ex.STATUS))
 
     version: str
     started_at: float

@@ -6,14 +6,15 @@ hand, so an error must name the line to fix. The document is read with ``yaml.co
 keep their ``start_mark``), turned into plain data, and every error found is reported as
 ``line 12: users[3].ip_auth: ...``.
 
-Why "validate everything, then apply with an undo log": the objects live behind several
-services (users' directory, the groups cache, the lines service, the guard's lists) that must
-each see their change, so the import goes through those services rather than one database
-transaction. Every entry is validated before the first write (so an invalid file changes
-nothing); if a write still fails (a race, the database), the writes already made are undone
-in reverse order. Import *merges*: objects in the file are created or replaced by their key
-(user number, group number, line/trunk name, prefix pattern, route source+DID, list
-network); objects not in the file are left alone.
+Why "validate everything, then write in one transaction": every entry is validated before the
+first write, so an invalid file changes nothing and the error names its line; the writes then
+go to the database in ONE transaction (`Store.transaction`), so a failure only the database
+sees (a constraint, a lost connection) leaves nothing written either - no undo log that could
+itself fail half-way. The live views the SIP path reads (users' directory, the groups cache,
+the lines service, the guard's lists) are refreshed once, after the commit, so they never show
+rows that are then rolled back. Import *merges*: objects in the file are created or replaced
+by their key (user number, group number, line/trunk name, prefix pattern, route source+DID,
+list network); objects not in the file are left alone.
 
 Secrets: users are exported with their digest HA1 hashes (never a password), so an import on
 a server with the same SIP domain restores working accounts. Line and trunk passwords are
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import yaml
@@ -182,9 +183,6 @@ class _Doc:
         return ImportError_(self.line(path), field or "file", reason)
 
 
-Undo = Callable[[], Awaitable[Any]]
-
-
 async def import_config(
     text: str,
     *,
@@ -193,9 +191,16 @@ async def import_config(
     group_admin: Any,
     line_admin: Any | None,
     security: Any | None,
+    directory: Any | None = None,
+    group_cache: Any | None = None,
 ) -> dict[str, int]:
     """Apply a YAML export; returns counts per section. Raises `ImportError_` naming the
-    line, with nothing changed (see the module docstring)."""
+    line, with nothing changed (see the module docstring).
+
+    `group_admin` and `line_admin` must not refresh caches on their own (a `GroupAdmin`
+    without a cache; `LineAdmin` writes are made with ``reload=False``): everything is written
+    in one store transaction, and `directory` (users), `group_cache`, the lines service and
+    the guard's lists (`security`) are refreshed once, after the commit."""
     doc = _Doc(text)
     data = doc.data
     if not isinstance(data, dict):
@@ -253,47 +258,77 @@ async def import_config(
             except ValueError:
                 raise doc.fail((kind, i, "network"), "is not an address or network") from None
 
-    # -- 2. apply, undoing on failure ---------------------------------------------------------
-    undo: list[Undo] = []
+    # -- 2. apply in ONE store transaction, then refresh the live caches once ----------------
     counts = dict.fromkeys(SECTIONS, 0)
     path: tuple[Any, ...] = ()
     try:
-        for i, new in enumerate(users):
-            path = ("users", i)
-            await _apply_user(store, user_admin, new, undo)
-            counts["users"] += 1
-        for i, g in enumerate(sections["groups"]):
-            path = ("groups", i)
-            await _apply_group(group_admin, g, undo)
-            counts["groups"] += 1
-        for kind, key in (("line", "lines"), ("trunk", "trunks")):
-            for i, p in enumerate(sections[key]):
-                path = (key, i)
-                await _apply_peer(line_admin, kind, p, undo)
-                counts[key] += 1
-        for i, p in enumerate(sections["prefixes"]):
-            path = ("prefixes", i)
-            await _apply_prefix(line_admin, p, undo)
-            counts["prefixes"] += 1
-        for i, r in enumerate(sections["inbound_routes"]):
-            path = ("inbound_routes", i)
-            await _apply_route(line_admin, r, undo)
-            counts["inbound_routes"] += 1
-        for kind in ("whitelist", "blacklist"):
-            for i, e in enumerate(sections[kind]):
-                path = (kind, i)
-                await _apply_entry(security, kind, e, undo)
-                counts[kind] += 1
+        async with store.transaction():
+            for i, new in enumerate(users):
+                path = ("users", i)
+                await _apply_user(store, new)
+                counts["users"] += 1
+            for i, g in enumerate(sections["groups"]):
+                path = ("groups", i)
+                await _apply_group(group_admin, g)
+                counts["groups"] += 1
+            for kind, key in (("line", "lines"), ("trunk", "trunks")):
+                for i, p in enumerate(sections[key]):
+                    path = (key, i)
+                    await _apply_peer(line_admin, kind, p)
+                    counts[key] += 1
+            for i, p in enumerate(sections["prefixes"]):
+                path = ("prefixes", i)
+                await _apply_prefix(line_admin, p)
+                counts["prefixes"] += 1
+            for i, r in enumerate(sections["inbound_routes"]):
+                path = ("inbound_routes", i)
+                await _apply_route(line_admin, r)
+                counts["inbound_routes"] += 1
+            for kind in ("whitelist", "blacklist"):
+                for i, e in enumerate(sections[kind]):
+                    path = (kind, i)
+                    await _apply_entry(store, kind, e)
+                    counts[kind] += 1
+            path = ()
     except (StoreError, ValueError, TypeError) as exc:
-        for step in reversed(undo):
-            try:
-                await step()
-            except Exception:
-                pass
         field = getattr(exc, "field", None)
         where = (*path, *str(field).split(".")) if field else path
         raise doc.fail(where, str(getattr(exc, "reason", None) or exc)) from None
+    await _refresh_caches(
+        directory=directory,
+        numbers=[u.number for u in users],
+        group_cache=group_cache,
+        line_admin=line_admin if any(sections[k] for k in _LINE_SECTIONS) else None,
+        security=security if sections["whitelist"] or sections["blacklist"] else None,
+    )
     return counts
+
+
+_LINE_SECTIONS: Final = ("lines", "trunks", "prefixes", "inbound_routes")
+
+
+async def _refresh_caches(
+    *,
+    directory: Any | None,
+    numbers: list[str],
+    group_cache: Any | None,
+    line_admin: Any | None,
+    security: Any | None,
+) -> None:
+    """After the commit: each in-memory view the SIP path reads is refreshed once."""
+    if directory is not None and numbers:
+        many = getattr(directory, "refresh_many", None)
+        if many is not None:
+            await many(numbers)
+        else:
+            for number in numbers:
+                await directory.refresh(number)
+    if group_cache is not None:
+        await group_cache.load()
+    if line_admin is not None:
+        await line_admin.service.reload()
+    if security is not None:
+        await security.reload_lists()
 
 
 def _unique(doc: _Doc, section: str, items: list[Any], key: Callable[[Any], str]) -> None:
@@ -359,102 +394,55 @@ def _check_peer(doc: _Doc, section: str, i: int, entry: dict[str, Any]) -> None:
         raise doc.fail((section, i), str(exc)) from None
 
 
-async def _apply_user(store: Store, user_admin: Any, new: NewUser, undo: list[Undo]) -> None:
+async def _apply_user(store: Store, new: NewUser) -> None:
     current = await store.get_user_by_number(new.number)
-    values = {k: getattr(new, k) for k in _USER_KEYS if k != "number"}
-    refresh = getattr(user_admin, "_refresh", None)
     if current is None:
-        created = await store.create_user(new)
-
-        async def remove() -> None:
-            await store.delete_user(created.id)
-            if refresh is not None:
-                await refresh(new.number)
-
-        undo.append(remove)
+        await store.create_user(new)
     else:
-        before = {k: getattr(current, k) for k in _USER_KEYS if k != "number"}
-        await store.update_user(current.id, values)
-
-        async def restore() -> None:
-            await store.update_user(current.id, before)
-            if refresh is not None:
-                await refresh(new.number)
-
-        undo.append(restore)
-    if refresh is not None:
-        await refresh(new.number)
+        await store.update_user(
+            current.id, {k: getattr(new, k) for k in _USER_KEYS if k != "number"}
+        )
 
 
-async def _apply_group(group_admin: Any, entry: dict[str, Any], undo: list[Undo]) -> None:
+async def _apply_group(group_admin: Any, entry: dict[str, Any]) -> None:
     number = str(entry["number"])
     fields = {k: v for k, v in entry.items() if k in _GROUP_KEYS}
     fields["number"] = number
     try:
-        current = await group_admin.get(number)
+        await group_admin.get(number)
     except NotFound:
-        current = None
-    if current is None:
         await group_admin.create(fields)
-        undo.append(lambda: group_admin.delete(number))
         return
-    before = {
-        "name": current.name,
-        "strategy": current.strategy,
-        "ring_timeout": current.ring_timeout,
-        "no_answer_destination": current.no_answer_destination,
-        "completed_elsewhere": current.completed_elsewhere,
-        "members": [{"number": m.number, "timeout": m.timeout} for m in current.members],
-    }
     fields.pop("number")
     await group_admin.update(number, fields)
-    undo.append(lambda: group_admin.update(number, before))
 
 
-async def _apply_peer(admin: Any, kind: str, entry: dict[str, Any], undo: list[Undo]) -> None:
+async def _apply_peer(admin: Any, kind: str, entry: dict[str, Any]) -> None:
     name = str(entry["name"])
     enabled = bool(entry.get("enabled", True))
     fields = {k: v for k, v in entry.items() if k not in ("name", "enabled")}
     current = await admin.db.get_peer(kind, name)
     if current is None:
-        view = await admin.create(kind, name, fields, enabled)
-        undo.append(lambda: admin.delete(kind, view["id"]))
+        await admin.create(kind, name, fields, enabled, reload=False)
         return
-    before = {"name": current.name, "enabled": current.enabled, "config": dict(current.config),
-              "secret": current.secret}  # fmt: skip
     changes = {"enabled": enabled, **fields}
     for key in current.config:  # replace: keys absent from the file go back to defaults
         if key not in fields and key != "contact_user":
             changes[key] = None
-    await admin.update(kind, current.id, changes)
-
-    async def restore() -> None:
-        await admin.db.update_peer(kind, current.id, before)
-        await admin.service.reload()
-
-    undo.append(restore)
+    await admin.update(kind, current.id, changes, reload=False)
 
 
-async def _apply_prefix(admin: Any, entry: dict[str, Any], undo: list[Undo]) -> None:
+async def _apply_prefix(admin: Any, entry: dict[str, Any]) -> None:
     pattern = str(entry["pattern"])
     existing = {p.pattern: p for p in await admin.db.list_prefixes()}.get(pattern)
     fields = {k: v for k, v in entry.items() if k != "pattern"}
     if existing is None:
-        view = await admin.create_prefix(pattern, fields)
-        undo.append(lambda: admin.delete_prefix(view["id"]))
-        return
-    before = {"config": dict(existing.config), "min_length": existing.min_length,
-              "max_length": existing.max_length}  # fmt: skip
-    await admin.update_prefix(existing.id, fields)
-
-    async def restore() -> None:
-        await admin.db.update_prefix(existing.id, before)
-        await admin.service.reload()
-
-    undo.append(restore)
+        await admin.create_prefix(pattern, fields, reload=False)
+    else:
+        await admin.update_prefix(existing.id, fields, reload=False)
 
 
-async def _apply_route(admin: Any, entry: dict[str, Any], undo: list[Undo]) -> None:
+async def _apply_route(admin: Any, entry: dict[str, Any]) -> None:
     source, did = str(entry.get("source") or ""), str(entry.get("did") or "")
     destination = str(entry["destination"])
     existing = next(
@@ -462,21 +450,15 @@ async def _apply_route(admin: Any, entry: dict[str, Any], undo: list[Undo]) -> N
         None,
     )
     if existing is None:
-        view = await admin.create_route(source, did, destination)
-        undo.append(lambda: admin.delete_route(view["id"]))
-        return
-    old = existing.destination
-    await admin.update_route(existing.id, {"destination": destination})
-    undo.append(lambda: admin.update_route(existing.id, {"destination": old}))
+        await admin.create_route(source, did, destination, reload=False)
+    else:
+        await admin.update_route(existing.id, {"destination": destination}, reload=False)
 
 
-async def _apply_entry(security: Any, kind: str, entry: dict[str, Any], undo: list[Undo]) -> None:
-    network = str(entry["network"])
-    note = str(entry.get("note") or "")
-    known = {e.network for e in security.list_entries(kind)}
+async def _apply_entry(store: Store, kind: str, entry: dict[str, Any]) -> None:
+    """A list entry, written through the store (the guard sees it after the commit); one
+    already listed is kept as it is."""
     try:
-        added = await security.add_entry(kind, network, note)
+        await store.add_address(kind, str(entry["network"]), str(entry.get("note") or ""))  # type: ignore[arg-type]
     except AlreadyExists:
         return
-    if added.network not in known:
-        undo.append(lambda: security.remove_entry(kind, added.network))

@@ -494,6 +494,26 @@ class SecurityService:
             self._close_listed()
         return entry
 
+    async def reload_lists(self) -> None:
+        """Re-read the API-managed white/black lists from the store and apply them, as
+        `add_entry` does for one entry (white-listed bans lifted, black-listed connections
+        closed). Why: the YAML import writes its entries inside one store transaction and
+        must not touch the live guard before it commits; it calls this once afterwards."""
+        if self.store is None:
+            return
+        stored: dict[AddressListKind, dict[str, ListEntry]] = {"whitelist": {}, "blacklist": {}}
+        for entry in await self.store.list_addresses():
+            stored[entry.kind][entry.network] = ListEntry(
+                entry.kind, entry.network, entry.note, "api", entry.created_at
+            )
+        self._stored = stored
+        self._apply_lists()
+        nets = [ipaddress.ip_network(n) for n in stored["whitelist"]]
+        for ban in self.guard.active_bans(self.clock()):
+            if any(_covers(net, ban.source) for net in nets):
+                self.unban(ban.source)
+        self._close_listed()
+
     async def remove_entry(self, kind: AddressListKind, network: str) -> None:
         """Remove an API-managed entry; config entries are refused (`ValueError`)."""
         canonical = str(ipaddress.ip_network(network.strip(), strict=False))

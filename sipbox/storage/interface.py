@@ -9,12 +9,14 @@ and `app.py` alone chooses the concrete class (see ARCHITECTURE.md, layers). Con
 - Timestamps are floats (epoch seconds). Where expiry matters, `now` is passed in (as in the SIP
   core) so tests control time; creation stamps come from the store's injected clock.
 - Every method is a coroutine and every write is its own transaction, except the batch methods,
-  which are all-or-nothing.
+  which are all-or-nothing, and writes inside ``async with store.transaction()``, which commit
+  together.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, runtime_checkable
 
 from sipbox.storage.errors import AlreadyExists, InvalidValue, NotFound, StoreError
@@ -76,6 +78,13 @@ class Store(Protocol):
 
     async def close(self) -> None:
         """Release connections; the store must not be used afterwards."""
+        ...
+
+    def transaction(self) -> AbstractAsyncContextManager[None]:
+        """``async with store.transaction():`` - every write this task makes in the block is
+        committed together, or none is (an exception rolls all back). Reads in the block see
+        its writes. For all-or-nothing operations across several kinds of objects (the YAML
+        import); not nestable."""
         ...
 
     # -------------------------------------------------------------------------------- users

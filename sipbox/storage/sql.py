@@ -20,10 +20,12 @@ isolates test runs and lets several deployments share one database.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Final
@@ -85,6 +87,11 @@ SQLITE_BUSY_TIMEOUT_MS: Final = 5000
 
 #: PostgreSQL advisory lock key held while migrating (arbitrary, constant: "sipbox" in ASCII).
 _MIGRATION_LOCK_ID: Final = 0x736970626F78
+
+#: The open `SqlStore.transaction` of the current task: (store, connection, owning task).
+_TRANSACTION: ContextVar[tuple[SqlStore, AsyncConnection, asyncio.Task[Any] | None] | None] = (
+    ContextVar("sipbox_store_transaction", default=None)
+)
 
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -345,14 +352,63 @@ class SqlStore:
 
     # ----------------------------------------------------------------------- transactions
 
+    def _joined(self) -> AsyncConnection | None:
+        """The connection of this task's open `transaction` on this store, if any.
+
+        Only the task that opened the transaction joins it: a task it spawns inherits the
+        context variable but must not share the connection (asyncpg and aiosqlite connections
+        are not safe for concurrent use), so it gets its own as before."""
+        current = _TRANSACTION.get()
+        if current is None:
+            return None
+        store, conn, owner = current
+        if store is not self or owner is not asyncio.current_task():
+            return None
+        return conn
+
     @asynccontextmanager
-    async def _write(self, conflict: str | None = None) -> AsyncIterator[AsyncConnection]:
-        """A write transaction; unique violations become `AlreadyExists(conflict)`."""
+    async def transaction(self) -> AsyncIterator[None]:
+        """All store writes made by this task inside the block commit together or not at all.
+
+        Why: an import touches users, groups, lines, prefixes, routes and lists through many
+        store methods; doing it in one database transaction means a failure half-way (a
+        constraint only the database checks, a lost connection) leaves nothing written, on
+        SQLite and PostgreSQL alike, with no undo log that could itself fail.
+
+        Inside the block every method of this store (and of `LineStore` on it) runs on the
+        transaction's connection and sees the writes made so far. Each write is a SAVEPOINT,
+        so a write that fails (and is caught, e.g. `AlreadyExists`) does not poison the rest
+        (PostgreSQL aborts a transaction at its first error otherwise). On SQLite the write
+        lock is held for the whole block (BEGIN IMMEDIATE): keep it short, other writers wait
+        up to the busy timeout. Transactions do not nest (`RuntimeError`)."""
+        if self._joined() is not None:
+            raise RuntimeError("store transactions do not nest")
         try:
             async with self._engine.connect() as conn:
                 await conn.execution_options(**{_WRITE_OPTION: True})
                 async with conn.begin():
-                    yield conn
+                    token = _TRANSACTION.set((self, conn, asyncio.current_task()))
+                    try:
+                        yield
+                    finally:
+                        _TRANSACTION.reset(token)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database error: {_describe(exc)}") from exc
+
+    @asynccontextmanager
+    async def _write(self, conflict: str | None = None) -> AsyncIterator[AsyncConnection]:
+        """A write transaction (a SAVEPOINT inside `transaction`); unique violations become
+        `AlreadyExists(conflict)`."""
+        joined = self._joined()
+        try:
+            if joined is not None:
+                async with joined.begin_nested():
+                    yield joined
+            else:
+                async with self._engine.connect() as conn:
+                    await conn.execution_options(**{_WRITE_OPTION: True})
+                    async with conn.begin():
+                        yield conn
         except IntegrityError as exc:
             if conflict is not None and _is_unique_violation(exc):
                 raise AlreadyExists(conflict) from exc
@@ -362,7 +418,15 @@ class SqlStore:
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
-        """A read-only transaction (rolled back at the end)."""
+        """A read-only transaction (rolled back at the end); inside `transaction`, its
+        connection (so the block reads its own writes)."""
+        joined = self._joined()
+        if joined is not None:
+            try:
+                yield joined
+            except SQLAlchemyError as exc:
+                raise StoreError(f"database error: {_describe(exc)}") from exc
+            return
         try:
             async with self._engine.connect() as conn:
                 yield conn

@@ -80,3 +80,68 @@ def test_round_trip_and_all_or_nothing(server: RunningServer, tmp_path: Path) ->
     (tmp_path / "bad.yaml").write_text("users:\n  - number: '1004'\n    nat: sometimes\n")
     failed = _cli(server, "import", str(tmp_path / "bad.yaml"))
     assert failed.returncode != 0 and "line 3" in failed.stderr + failed.stdout
+
+
+FULL = """\
+users:
+  - number: "1010"
+    password: pw-1010
+groups:
+  - number: "610"
+    members: ["1010"]
+lines:
+  - name: ims
+    domain: ims.example.cn
+    proxy: 127.0.0.1:9
+    account: "+8675500000001"
+    password: pw-line
+    auth_id_with_domain: true
+trunks:
+  - name: office
+    addresses: ["127.0.0.1:9"]
+prefixes:
+  - pattern: "9"
+    strip: 1
+    targets: ["line:ims"]
+inbound_routes:
+  - source: ims
+    did: "+8675500000001"
+    destination: "1010"
+whitelist:
+  - network: 192.0.2.77
+"""
+
+
+def test_import_is_one_transaction_with_every_section(server: RunningServer) -> None:
+    """The last entry fails only in the database (a trigger refuses it): nothing of the file
+    is written, in any section; the same file without it is applied, and the live services
+    (lines, guard lists) show it at once."""
+    import sqlite3
+
+    db = sqlite3.connect(server.state_dir / "sipbox.db", timeout=10)
+    db.execute(
+        "CREATE TRIGGER refuse_net BEFORE INSERT ON address_lists "
+        "WHEN NEW.network = '203.0.113.99/32' BEGIN SELECT RAISE(ABORT, 'refused by db'); END"
+    )
+    db.commit()
+    db.close()
+    bad = FULL + "blacklist:\n  - network: 203.0.113.99\n"
+    with _api(server) as api:
+        answer = api.post("/import", content=bad, headers={"Content-Type": "application/yaml"})
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["field"] == "blacklist[0]"
+        assert answer.json()["error"].startswith(f"line {len(bad.splitlines())}:")
+        assert api.get("/users/1010").status_code == 404
+        assert api.get("/groups/610").status_code == 404
+        for path, key in (("/lines", "lines"), ("/trunks", "trunks"), ("/prefixes", "prefixes"),
+                          ("/inbound-routes", "routes")):  # fmt: skip
+            assert [x for x in api.get(path).json()[key] if not x.get("implicit")] == [], path
+        assert api.get("/whitelist").json()["entries"] == []
+
+        answer = api.post("/import", content=FULL, headers={"Content-Type": "application/yaml"})
+        assert answer.status_code == 200, answer.text
+        line = api.get("/lines").json()["lines"][0]
+        assert line["name"] == "ims" and line["has_password"] and "password" not in line
+        assert line["status"]["state"] in ("registering", "failed", "registered")
+        assert [e["network"] for e in api.get("/whitelist").json()["entries"]] == ["192.0.2.77/32"]
+        assert api.get("/groups/610").json()["members"][0]["number"] == "1010"

@@ -2,9 +2,9 @@
 YAML document, for version control (``sipbox export > pbx.yaml``, ``sipbox import pbx.yaml``).
 
 The work is `sipbox.pbx.bulk` (what is exported, how an import validates everything first and
-undoes its writes on failure); this module is the HTTP shape: YAML in and out as text, errors
-as the usual `ErrorOut` whose ``field`` names the entry (``users[3].ip_auth``) and whose
-message starts with the file line.
+writes it in one database transaction); this module is the HTTP shape: YAML in and out as
+text, errors as the usual `ErrorOut` whose ``field`` names the entry (``users[3].ip_auth``)
+and whose message starts with the file line.
 """
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ from typing import Any, Final
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from sipbox.api import examples as ex
 from sipbox.api.deps import ServicesDep
 from sipbox.api.errors import ApiError
+from sipbox.api.examples import examples
 from sipbox.api.routes.common import AUTH_ERRORS, error_responses
 from sipbox.pbx.bulk import ImportError_, export_config, import_config
 from sipbox.pbx.group_admin import GroupAdmin
@@ -44,6 +46,8 @@ groups:
 class ImportResult(BaseModel):
     """How many objects of each section were created or replaced."""
 
+    model_config = ConfigDict(json_schema_extra=examples(ex.IMPORT_RESULT))
+
     imported: dict[str, int] = Field(
         examples=[{"users": 1, "groups": 1, "lines": 0, "trunks": 0, "prefixes": 0,
                    "inbound_routes": 0, "whitelist": 0, "blacklist": 0}]
@@ -59,9 +63,8 @@ def _lines_admin(services: ServicesDep) -> Any:
     return LineAdmin(service)
 
 
-def _group_admin(services: ServicesDep) -> GroupAdmin:
-    cache = getattr(getattr(services.context, "calls", None), "groups", None)
-    return GroupAdmin(services.store, cache)
+def _group_cache(services: ServicesDep) -> Any:
+    return getattr(getattr(services.context, "calls", None), "groups", None)
 
 
 @router.get(
@@ -96,8 +99,9 @@ async def export_yaml(services: ServicesDep) -> Response:
 async def import_yaml(request: Request, services: ServicesDep) -> ImportResult:
     """Create or replace every object in the document by its key (user number, group number,
     line/trunk name, prefix pattern, route source+DID, list network); objects not in the file
-    are left alone. Everything is validated before the first write; if a write fails, the
-    writes already made are undone. 422 names the line: ``line 12: users[3].ip_auth: ...``."""
+    are left alone. Everything is validated before the first write, and written in one
+    database transaction: if a write fails, nothing is written. 422 names the line:
+    ``line 12: users[3].ip_auth: ...``."""
     body = await request.body()
     if len(body) > MAX_IMPORT:
         raise ApiError(413, f"the document is larger than {MAX_IMPORT // (1024 * 1024)} MB")
@@ -110,9 +114,11 @@ async def import_yaml(request: Request, services: ServicesDep) -> ImportResult:
             text,
             store=services.store,
             user_admin=services.user_admin(),
-            group_admin=_group_admin(services),
+            group_admin=GroupAdmin(services.store),  # no cache: refreshed after the commit
             line_admin=_lines_admin(services),
             security=getattr(services.context, "security", None),
+            directory=services.directory,
+            group_cache=_group_cache(services),
         )
     except ImportError_ as exc:
         raise ApiError(422, str(exc), exc.field) from exc

@@ -11,10 +11,12 @@ import time
 from typing import Any, Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from sipbox.api import examples as ex
 from sipbox.api.deps import ServicesDep
 from sipbox.api.errors import ApiError
+from sipbox.api.examples import examples
 from sipbox.api.routes.common import AUTH_ERRORS, error_responses
 
 router = APIRouter(prefix="/calls", tags=["calls"], responses=AUTH_ERRORS)
@@ -22,6 +24,8 @@ router = APIRouter(prefix="/calls", tags=["calls"], responses=AUTH_ERRORS)
 
 class LegOut(BaseModel):
     """One B leg (a device rung for the call)."""
+
+    model_config = ConfigDict(json_schema_extra=examples(ex.LEG))
 
     number: str
     target: str
@@ -33,6 +37,8 @@ class LegOut(BaseModel):
 
 class CallOut(BaseModel):
     """A live call."""
+
+    model_config = ConfigDict(json_schema_extra=examples(ex.CALL))
 
     id: str
     state: str
@@ -48,11 +54,13 @@ class CallOut(BaseModel):
 
 
 class CallList(BaseModel):
+    model_config = ConfigDict(json_schema_extra=examples(ex.CALL_LIST))
     total: int
     calls: list[CallOut]
 
 
 class HungUp(BaseModel):
+    model_config = ConfigDict(json_schema_extra=examples(ex.HUNG_UP))
     id: str
     hung_up: bool
 
@@ -114,6 +122,8 @@ async def get_call(call_id: str, services: ServicesDep) -> CallOut:
 class TracedMessage(BaseModel):
     """One SIP message of a traced call, as it crossed the wire."""
 
+    model_config = ConfigDict(json_schema_extra=examples(ex.TRACED))
+
     index: int = Field(description="Position in the trace, from 0", examples=[0])
     at: float = Field(description="When it was received or sent (epoch seconds)")
     offset: float = Field(description="Seconds since the call started", examples=[0.012])
@@ -134,6 +144,8 @@ class TracedMessage(BaseModel):
 
 class CallTraceOut(BaseModel):
     """The SIP messages of one call (both legs), oldest first."""
+
+    model_config = ConfigDict(json_schema_extra=examples(ex.TRACE))
 
     id: str = Field(description="sipbox's call id (the call record's id)")
     started_at: float

@@ -14,9 +14,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
+from sipbox.api import examples as ex
 from sipbox.api.deps import ServicesDep
+from sipbox.api.examples import examples
 from sipbox.api.routes.common import AUTH_ERRORS
 from sipbox.storage import Cdr, CdrFilter
 
@@ -30,6 +32,8 @@ Disposition = Literal[
 class CdrOut(BaseModel):
     """One call record (issue 4): times are epoch seconds; `end_time` is null while the call
     is in progress; `duration`/`billable` are whole seconds."""
+
+    model_config = ConfigDict(json_schema_extra=examples(ex.CDR))
 
     id: str
     start_time: float
@@ -53,6 +57,7 @@ class CdrOut(BaseModel):
 
 
 class CdrList(BaseModel):
+    model_config = ConfigDict(json_schema_extra=examples(ex.CDR_LIST))
     total: int
     limit: int
     offset: int

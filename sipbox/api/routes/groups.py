@@ -14,8 +14,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from sipbox.api import examples as ex
 from sipbox.api.deps import ServicesDep
 from sipbox.api.errors import ApiError
+from sipbox.api.examples import examples
 from sipbox.api.routes.common import AUTH_ERRORS, error_responses
 from sipbox.pbx.group_admin import MAX_MEMBERS, GroupAdmin
 from sipbox.pbx.user_admin import NUMBER_PATTERN
@@ -38,6 +40,7 @@ class MemberIn(BaseModel):
 
 
 class MemberOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra=examples(ex.MEMBER))
     number: str
     timeout: int | None
 
@@ -45,7 +48,7 @@ class MemberOut(BaseModel):
 class GroupCreate(BaseModel):
     """A new ringing/hunting group."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=examples(ex.GROUP_CREATE))
 
     number: str = Field(examples=["600"], json_schema_extra={"pattern": NUMBER_PATTERN})
     name: str = Field("", max_length=255, examples=["Sales"])
@@ -72,7 +75,7 @@ class GroupCreate(BaseModel):
 class GroupUpdate(BaseModel):
     """Changes to a group: only the fields present change (``members`` replaces the list)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=examples(ex.GROUP_UPDATE))
 
     number: str | None = Field(None, json_schema_extra={"pattern": NUMBER_PATTERN})
     name: str | None = Field(None, max_length=255)
@@ -97,11 +100,15 @@ class GroupUpdate(BaseModel):
 class MemberAdd(MemberIn):
     """One member to add; `position` 0 puts it first, absent appends it."""
 
+    model_config = ConfigDict(json_schema_extra=examples(ex.MEMBER_ADD))
+
     position: int | None = Field(None, ge=0)
 
 
 class GroupOut(BaseModel):
     """A group as stored, plus live state."""
+
+    model_config = ConfigDict(json_schema_extra=examples(ex.GROUP))
 
     id: int
     number: str
@@ -120,6 +127,7 @@ class GroupOut(BaseModel):
 
 
 class GroupList(BaseModel):
+    model_config = ConfigDict(json_schema_extra=examples(ex.GROUP_LIST))
     total: int
     groups: list[GroupOut]
 

@@ -18,8 +18,10 @@ from typing import Annotated, Any, Literal, Protocol
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from sipbox.api import examples as ex
 from sipbox.api.deps import ServicesDep
 from sipbox.api.errors import ApiError
+from sipbox.api.examples import examples
 from sipbox.api.routes.common import AUTH_ERRORS, error_responses
 from sipbox.config import parse_duration
 from sipbox.pbx.guard import Ban, GuardRefused
@@ -51,6 +53,8 @@ class SecurityView(Protocol):
 class BanOut(BaseModel):
     """One ban in force."""
 
+    model_config = ConfigDict(json_schema_extra=examples(ex.BAN))
+
     source: str = Field(description="Banned address, or IPv6 prefix (2001:db8:1:2::/64)")
     reason: str = Field(
         description="auth-failures, scanner, enumeration, flood, manual or blacklist"
@@ -66,6 +70,7 @@ class BanOut(BaseModel):
 
 
 class BanList(BaseModel):
+    model_config = ConfigDict(json_schema_extra=examples(ex.BAN_LIST))
     total: int
     bans: list[BanOut]
 
@@ -74,7 +79,7 @@ class BanIn(BaseModel):
     """A manual ban: ``duration`` in seconds or a duration text ("1h", "30m"); default: the
     configured ban time (doubling for repeat offenders)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=examples(ex.BAN_IN))
 
     source: str = Field(description="An IP address (an IPv6 address bans its prefix)")
     duration: float | None = Field(None, description="Seconds, or text like 1h / 30m / 2d")
@@ -94,6 +99,8 @@ class BanIn(BaseModel):
 class EntryOut(BaseModel):
     """A white/black list entry; ``origin`` config entries are changed in the config file."""
 
+    model_config = ConfigDict(json_schema_extra=examples(ex.ENTRY))
+
     network: str
     note: str
     origin: Literal["config", "api"]
@@ -101,12 +108,13 @@ class EntryOut(BaseModel):
 
 
 class EntryList(BaseModel):
+    model_config = ConfigDict(json_schema_extra=examples(ex.ENTRY_LIST))
     total: int
     entries: list[EntryOut]
 
 
 class EntryIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=examples(ex.ENTRY_IN))
 
     network: str = Field(description="An address or a CIDR network (203.0.113.0/24)")
     note: str = Field("", max_length=200)
@@ -121,6 +129,7 @@ class EntryIn(BaseModel):
 
 
 class SecurityEventOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra=examples(ex.SECURITY_EVENT))
     id: int
     at: float
     kind: str = Field(description="ban, unban, flood-block or user-block")
@@ -130,11 +139,13 @@ class SecurityEventOut(BaseModel):
 
 
 class SecurityEventList(BaseModel):
+    model_config = ConfigDict(json_schema_extra=examples(ex.SECURITY_EVENT_LIST))
     total: int
     events: list[SecurityEventOut]
 
 
 class UnbannedOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra=examples(ex.UNBANNED))
     source: str
     unbanned: bool = True
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from sipbox.api import examples as ex
 from sipbox.api.auth import hash_token, new_token
 from sipbox.api.deps import ServicesDep
 from sipbox.api.errors import ApiError
+from sipbox.api.examples import examples
 from sipbox.api.routes.common import AUTH_ERRORS, error_responses
 from sipbox.storage import ApiToken, TokenRole
 
@@ -25,6 +27,8 @@ router = APIRouter(prefix="/tokens", tags=["tokens"], responses=AUTH_ERRORS)
 
 class TokenOut(BaseModel):
     """A stored token (never the secret itself)."""
+
+    model_config = ConfigDict(json_schema_extra=examples(ex.TOKEN))
 
     id: int
     name: str = Field(examples=["grafana"])
@@ -37,6 +41,8 @@ class TokenOut(BaseModel):
 class TokenCreated(TokenOut):
     """A new token: `token` is shown here and never again."""
 
+    model_config = ConfigDict(json_schema_extra=examples(ex.TOKEN_CREATED))
+
     token: str = Field(
         description="The bearer token; store it now, it cannot be shown again",
         examples=["sbx_4mV3..."],
@@ -44,6 +50,7 @@ class TokenCreated(TokenOut):
 
 
 class TokenList(BaseModel):
+    model_config = ConfigDict(json_schema_extra=examples(ex.TOKEN_LIST))
     total: int
     tokens: list[TokenOut]
 
@@ -51,7 +58,7 @@ class TokenList(BaseModel):
 class TokenIn(BaseModel):
     """A token to create."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=examples(ex.TOKEN_IN))
 
     name: str = Field(
         min_length=1, max_length=100, description="Who or what uses it", examples=["grafana"]

@@ -20,7 +20,11 @@ __all__ = ["LineAdmin"]
 
 
 class LineAdmin:
-    """CRUD + live status over a running `LineService`."""
+    """CRUD + live status over a running `LineService`.
+
+    Writes reload the live service at once, except with ``reload=False``: the YAML import
+    writes many objects inside one store transaction and reloads once after the commit (a
+    reload inside would apply rows that may still be rolled back)."""
 
     def __init__(self, service: LineService) -> None:
         self.service = service
@@ -54,7 +58,13 @@ class LineAdmin:
 
     # -- writes -----------------------------------------------------------------------------
     async def create(
-        self, kind: PeerKind, name: str, fields: Mapping[str, Any], enabled: bool = True
+        self,
+        kind: PeerKind,
+        name: str,
+        fields: Mapping[str, Any],
+        enabled: bool = True,
+        *,
+        reload: bool = True,
     ) -> dict[str, Any]:
         config = {k: v for k, v in fields.items() if v is not None}
         password = config.pop("password", None)
@@ -65,11 +75,12 @@ class LineAdmin:
             _validate(lambda: trunk_from_config(name, enabled, config))
         secret = self.service.box.encrypt(password) if password else None
         record = await self.db.create_peer(kind, name, config, secret=secret, enabled=enabled)
-        await self.service.reload()
+        if reload:
+            await self.service.reload()
         return await self.peer_view(kind, record.id)
 
     async def update(
-        self, kind: PeerKind, peer_id: int, fields: Mapping[str, Any]
+        self, kind: PeerKind, peer_id: int, fields: Mapping[str, Any], *, reload: bool = True
     ) -> dict[str, Any]:
         record = await self.db.get_peer(kind, peer_id)
         if record is None:
@@ -93,22 +104,28 @@ class LineAdmin:
             _validate(lambda: trunk_from_config(name, enabled, config))
         changes["config"] = config
         await self.db.update_peer(kind, peer_id, changes)
-        await self.service.reload()
+        if reload:
+            await self.service.reload()
         return await self.peer_view(kind, peer_id)
 
     async def delete(self, kind: PeerKind, peer_id: int) -> None:
         await self.db.delete_peer(kind, peer_id)
         await self.service.reload()
 
-    async def create_prefix(self, pattern: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+    async def create_prefix(
+        self, pattern: str, fields: Mapping[str, Any], *, reload: bool = True
+    ) -> dict[str, Any]:
         config, min_length, max_length = self._prefix_config(fields)
         record = await self.db.create_prefix(
             pattern, config, min_length=min_length, max_length=max_length
         )
-        await self.service.reload()
+        if reload:
+            await self.service.reload()
         return _prefix_view(record)
 
-    async def update_prefix(self, prefix_id: int, fields: Mapping[str, Any]) -> dict[str, Any]:
+    async def update_prefix(
+        self, prefix_id: int, fields: Mapping[str, Any], *, reload: bool = True
+    ) -> dict[str, Any]:
         current = {p.id: p for p in await self.db.list_prefixes()}.get(prefix_id)
         if current is None:
             raise NotFound(f"prefix {prefix_id}")
@@ -124,7 +141,8 @@ class LineAdmin:
         if fields.get("pattern") is not None:
             changes["pattern"] = fields["pattern"]
         record = await self.db.update_prefix(prefix_id, changes)
-        await self.service.reload()
+        if reload:
+            await self.service.reload()
         return _prefix_view(record)
 
     async def delete_prefix(self, prefix_id: int) -> None:
@@ -155,16 +173,22 @@ class LineAdmin:
             raise InvalidValue("class_of_service must be none, local, national or international")
         return config, fields.get("min_length"), fields.get("max_length")
 
-    async def create_route(self, source: str, did: str, destination: str) -> dict[str, Any]:
+    async def create_route(
+        self, source: str, did: str, destination: str, *, reload: bool = True
+    ) -> dict[str, Any]:
         record = await self.db.create_inbound_route(source, did, destination)
-        await self.service.reload()
+        if reload:
+            await self.service.reload()
         return _route_view(record)
 
-    async def update_route(self, route_id: int, fields: Mapping[str, Any]) -> dict[str, Any]:
+    async def update_route(
+        self, route_id: int, fields: Mapping[str, Any], *, reload: bool = True
+    ) -> dict[str, Any]:
         record = await self.db.update_inbound_route(
             route_id, {k: v for k, v in fields.items() if v is not None}
         )
-        await self.service.reload()
+        if reload:
+            await self.service.reload()
         return _route_view(record)
 
     async def delete_route(self, route_id: int) -> None:
