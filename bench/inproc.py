@@ -11,6 +11,9 @@ than the SIPp benches: use it for before/after comparisons of the in-process pat
 
 Run: .venv/bin/python bench/inproc.py [--users 5000] [--options 20000] [--profile out.prof]
      [--calls]    (print cProfile call counts per registration: a deterministic measure)
+     [--max-transactions N]  (bench only: the memory run needs --users 100000
+                              --options 0 --max-transactions 1000000)
+     [--steady N]  (expire completed transactions every N registrations: steady state)
 
 It also prints the process's RSS once every user is registered: with --users 100000 that is
 the "100,000 live bindings" memory figure (the whole server process: users, bindings, nonce
@@ -133,6 +136,10 @@ whitelist = ["127.0.0.0/8"]
     try:
         assert server.transport is not None
         udp = server.transport._udp[0]
+        if args.max_transactions:
+            # Bench only: the driver runs far faster than real time from one source, so the
+            # product's cap (live + completed transactions kept 32 s for Timer J) is reached.
+            server.endpoint._max_transactions = args.max_transactions
         real = udp.transport
         sink = Sink()
         udp.transport = sink  # type: ignore[assignment]
@@ -167,6 +174,10 @@ whitelist = ["127.0.0.0/8"]
         assert not batch or sink.sent[-1].startswith(b"SIP/2.0 200"), sink.sent[-1][:100]
         sink.sent.clear()
 
+        if args.tracemalloc:
+            import tracemalloc
+
+            tracemalloc.start(1)
         # Registrations: REGISTER -> 401 -> REGISTER -> 200, timed server side only.
         profiler = cProfile.Profile() if (args.profile or args.calls) else None
         spent = 0.0
@@ -205,6 +216,10 @@ whitelist = ["127.0.0.0/8"]
             sink.sent.clear()
             if i % 256 == 255:
                 await asyncio.sleep(0)  # let the write-behind writer run as it would
+            if args.steady and i % args.steady == args.steady - 1:
+                # As if the registrations were spread out (phones re-register every hour or
+                # so): completed transactions have expired before the next batch arrives.
+                server.endpoint.handle_timer(asyncio.get_running_loop().time() + 64.0)
             if i - round_start + 1 == max(1, args.users // 10):
                 reg_rounds.append((spent - round_spent) / (i - round_start + 1) * 1e6)
                 round_start, round_spent = i + 1, spent
@@ -220,10 +235,27 @@ whitelist = ["127.0.0.0/8"]
         )
         gc.collect()
         bindings = server.registrar.count() if server.registrar is not None else -1
+        endpoint = server.endpoint
         print(
             f"memory: {rss_mb():.1f} MB RSS for the whole process with {bindings} live "
-            f"bindings and {args.users} users"
+            f"bindings and {args.users} users ({endpoint.transactions_compact} completed "
+            "transactions still kept for retransmissions)"
         )
+        # Timer J/I: 32 s later the completed transactions are gone; what stays is the steady
+        # state of that many registered phones.
+        endpoint.handle_timer(asyncio.get_running_loop().time() + 64.0)
+        await asyncio.sleep(0.5)  # the write-behind flushes what is queued
+        gc.collect()
+        print(
+            f"memory: {rss_mb():.1f} MB RSS with {bindings} live bindings after the completed "
+            f"transactions expired ({endpoint.transactions_compact} left)"
+        )
+        if args.tracemalloc:
+            snapshot = tracemalloc.take_snapshot()
+            top = snapshot.statistics("lineno")
+            print(f"traced: {sum(s.size for s in top) / 1e6:.1f} MB allocated since the start")
+            for stat in top[: args.lines]:
+                print(f"  {stat.size / 1e6:7.2f} MB {stat.count:8d} {stat.traceback}")
         if profiler:
             stats = pstats.Stats(profiler)
             calls = sum(v[1] for v in stats.stats.values())  # type: ignore[attr-defined]
@@ -245,6 +277,23 @@ def main() -> None:
     parser.add_argument("--calls", action="store_true")
     parser.add_argument("--sort", default="tottime")
     parser.add_argument("--lines", type=int, default=30)
+    parser.add_argument(
+        "--steady",
+        type=int,
+        default=0,
+        metavar="N",
+        help="expire completed transactions every N registrations (the memory of a steady "
+        "re-registration rate instead of one burst of 100,000 in a few seconds)",
+    )
+    parser.add_argument(
+        "--tracemalloc", action="store_true", help="where the registrations' memory went"
+    )
+    parser.add_argument(
+        "--max-transactions",
+        type=int,
+        default=0,
+        help="raise the endpoint's transaction cap (bench only; e.g. 1000000 for --users 100000)",
+    )
     args = parser.parse_args()
     uvloop.run(run(args))
 

@@ -91,7 +91,6 @@ class LiveBinding:
         "reg_id",
         "source",
         "updated_at",
-        "uri",
         "user_agent",
         "user_number",
     )
@@ -118,8 +117,10 @@ class LiveBinding:
     ) -> None:
         self.aor = aor
         self.user_number = user_number
+        # Only the text is kept: the parsed URI (≈400 bytes with its parameters) is parsed again
+        # when a request is routed (`uri`; the parser's memo makes that cheap for hot contacts).
+        # `uri` is accepted so callers that parsed it need not care.
         self.contact_uri = contact_uri
-        self.uri = uri
         self.call_id = call_id
         self.cseq = cseq
         self.expires_at = expires_at
@@ -132,6 +133,15 @@ class LiveBinding:
         self.q = q
         self.path = path
         self.updated_at = updated_at
+
+    @property
+    def uri(self) -> SipUri:
+        """The Contact URI, parsed (from `contact_uri`, which is its canonical text)."""
+        return parse_sip_uri(self.contact_uri)
+
+    @uri.setter
+    def uri(self, value: SipUri) -> None:
+        self.contact_uri = str(value)
 
     # Names the API's `BindingView` reads.
     @property

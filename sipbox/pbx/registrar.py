@@ -39,7 +39,7 @@ import contextlib
 import heapq
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from email.utils import formatdate
 
 from sipbox.config import RegistrarSettings
@@ -116,7 +116,7 @@ class Registrar:
         self.flush_interval = flush_interval
         self.flush_batch = flush_batch
         self.sweep_interval = sweep_interval
-        self._aors: dict[str, dict[str, LiveBinding]] = {}
+        self._aors: dict[str, _Contacts] = {}
         self._heap: list[tuple[float, str, str]] = []
         self._by_host: dict[str, int] = {}
         self._count = 0
@@ -176,7 +176,7 @@ class Registrar:
         call_id = request.call_id
         cseq = request.cseq.seq
         number = user.number
-        current = self._aors.get(number, {})
+        current = self._aors.get(number, _NO_CONTACTS)
         settings = self.settings
 
         if any(c.is_star for c in contacts):
@@ -217,7 +217,7 @@ class Registrar:
         source: Address = peer.remote  # type: ignore[attr-defined]
         local: Address | None = getattr(peer, "local", None)
         connection_id: int | None = getattr(peer, "connection_id", None)
-        user_agent = request.headers.get("user-agent")
+        user_agent = _shared(request.headers.get("user-agent"))
         paths = tuple(request.headers.values("path"))
         for key, contact_uri, contact, expires in plan:
             if expires == 0:
@@ -229,7 +229,7 @@ class Registrar:
             reg_id_text = params.get("reg-id")
             reg_id = int(reg_id_text) if reg_id_text and reg_id_text.isdigit() else None
             if instance is not None:
-                for other_key, other in list(self._aors.get(number, {}).items()):
+                for other_key, other in list(self._aors.get(number, _NO_CONTACTS).items()):
                     if (
                         other_key != key
                         and other.instance_id == instance
@@ -241,12 +241,15 @@ class Registrar:
                 q = float(q_text) if q_text else None
             except ValueError:
                 q = None
-            found = self._aors.get(number, {}).get(key)
+            found = self._aors.get(number, _NO_CONTACTS).get(key)
             if found is None:
+                text = str(contact_uri)
+                if text == key:
+                    key = text  # a plain contact: its key and its text can be one string
                 binding = LiveBinding(
                     aor=self.aor(number),
                     user_number=number,
-                    contact_uri=str(contact_uri),
+                    contact_uri=text,
                     uri=contact_uri,
                     call_id=call_id,
                     cseq=cseq,
@@ -297,7 +300,7 @@ class Registrar:
     def _reply_ok(self, ctx: RequestContext, number: str, now: float, changed: bool) -> None:
         headers: list[tuple[str, str]] = []
         outbound = False
-        for binding in self._aors.get(number, {}).values():
+        for binding in self._aors.get(number, _NO_CONTACTS).values():
             if binding.expires_at <= now:
                 continue
             value = f"<{binding.contact_uri}>;expires={binding.expires_in(now)}"
@@ -332,7 +335,7 @@ class Registrar:
     def bindings_for(self, number: str) -> list[LiveBinding]:
         """The live bindings of one user, highest q first, then most recently refreshed."""
         now = self.clock()
-        found = [b for b in self._aors.get(number, {}).values() if b.expires_at > now]
+        found = [b for b in self._aors.get(number, _NO_CONTACTS).values() if b.expires_at > now]
         found.sort(key=lambda b: (-(b.q if b.q is not None else 1.0), -b.updated_at))
         return found
 
@@ -385,7 +388,7 @@ class Registrar:
         number = binding.user_number
         aor = self._aors.get(number)
         if aor is None:
-            aor = self._aors[number] = {}
+            aor = self._aors[number] = _Contacts()
         if key not in aor:
             self._count += 1
             self._host_count(binding.source.host, +1)
@@ -440,7 +443,7 @@ class Registrar:
         removed = 0
         while heap and heap[0][0] <= now:
             _, number, key = heapq.heappop(heap)
-            binding = self._aors.get(number, {}).get(key)
+            binding = self._aors.get(number, _NO_CONTACTS).get(key)
             if binding is not None and binding.expires_at <= now:
                 self._remove(number, key, persist=False)
                 self._pending_upserts.pop((number, key), None)
@@ -534,6 +537,91 @@ class Registrar:
                 await task
         self._tasks = []
         await self.flush()
+
+
+class _Contacts:
+    """One AOR's bindings by contact key, with the part of a dict's interface the registrar
+    uses. Nearly every phone holds one binding: one slotted object (48 bytes) instead of a
+    dict (200 bytes) each, 15 MB less for 100,000 registered phones; a dict from the second."""
+
+    __slots__ = ("_binding", "_key", "_more")
+
+    def __init__(self) -> None:
+        self._key: str | None = None
+        self._binding: LiveBinding | None = None
+        self._more: dict[str, LiveBinding] | None = None
+
+    def get(self, key: str, default: LiveBinding | None = None) -> LiveBinding | None:
+        more = self._more
+        if more is not None:
+            return more.get(key, default)
+        return self._binding if key == self._key else default
+
+    def __contains__(self, key: object) -> bool:
+        more = self._more
+        if more is not None:
+            return key in more
+        return self._key is not None and key == self._key
+
+    def __len__(self) -> int:
+        more = self._more
+        return len(more) if more is not None else int(self._key is not None)
+
+    def items(self) -> list[tuple[str, LiveBinding]]:
+        more = self._more
+        if more is not None:
+            return list(more.items())
+        key, binding = self._key, self._binding
+        return [] if key is None or binding is None else [(key, binding)]
+
+    def values(self) -> list[LiveBinding]:
+        return [b for _, b in self.items()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([k for k, _ in self.items()])
+
+    def __setitem__(self, key: str, binding: LiveBinding) -> None:
+        more = self._more
+        if more is not None:
+            more[key] = binding
+        elif self._key is None or self._key == key:
+            self._key, self._binding = key, binding
+        else:
+            assert self._binding is not None
+            self._more = {self._key: self._binding, key: binding}
+            self._key = self._binding = None
+
+    def pop(self, key: str, default: LiveBinding | None = None) -> LiveBinding | None:
+        more = self._more
+        if more is not None:
+            found = more.pop(key, default)
+            if len(more) == 1:
+                ((self._key, self._binding),) = more.items()
+                self._more = None
+            return found
+        if self._key is not None and key == self._key:
+            found = self._binding
+            self._key = self._binding = None
+            return found
+        return default
+
+
+_NO_CONTACTS = _Contacts()  # what an AOR without bindings reads as (never written to)
+
+_SHARED: dict[str, str] = {}
+
+
+def _shared(text: str | None) -> str | None:
+    """One string object per distinct value (User-Agent: thousands of phones, a few models),
+    so 100,000 bindings do not hold 100,000 copies. Bounded: cleared when full."""
+    if text is None:
+        return None
+    found = _SHARED.get(text)
+    if found is None:
+        if len(_SHARED) >= 4096:
+            _SHARED.clear()
+        found = _SHARED[text] = text
+    return found
 
 
 def _reason(text: str) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -71,6 +72,27 @@ def _host_key(host: str) -> str | None:
     return str(addr)
 
 
+_SHARED_FIELDS = ("realm", "nat", "class_of_service", "display_name")
+
+
+def _compact(user: User) -> User:
+    """The same record holding shared strings where 100,000 users repeat one value (realm,
+    NAT mode, class of service, the settings keys): each row read from the store brings its
+    own copies, about 300 bytes per user. The record is frozen to everyone else; it is only
+    ours until it is installed, so its fields are swapped in place."""
+    intern = sys.intern
+    for name in _SHARED_FIELDS:
+        value = getattr(user, name)
+        if isinstance(value, str) and value:
+            shared = intern(value)
+            if shared is not value:
+                object.__setattr__(user, name, shared)
+    settings = user.settings
+    if settings and type(settings) is dict:
+        object.__setattr__(user, "settings", {intern(k): v for k, v in settings.items()})
+    return user
+
+
 class UserDirectory:
     """All users by number, plus the IP-authorization index. Reads are synchronous dict
     look-ups; only `load` and `refresh` touch the store."""
@@ -95,7 +117,7 @@ class UserDirectory:
         while True:
             batch = await self._store.list_users(limit=page, offset=offset)
             for user in batch:
-                users[user.number] = user
+                users[user.number] = _compact(user)
             if len(batch) < page:
                 break
             offset += page
