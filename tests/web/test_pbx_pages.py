@@ -89,6 +89,28 @@ def test_groups_lines_and_call_ladder(
         assert "auth_id_with_domain" in result.inner_text()
         page.goto(f"{base}/ui/lines")
         page.locator("tr[data-line='ct'] .state", has_text=re.compile("failed|registering"))
+        # the Test result stays on the page (kept in the line's status) after a reload
+        kept = page.locator("tr[data-line='ct'] .test-result")
+        assert kept.is_visible() and "auth_id_with_domain" in kept.inner_text()
+        assert "tested" in kept.inner_text()
+        # IMS options under Edit -> Advanced
+        row = page.locator("tr[data-line='ct']")
+        row.locator("summary", has_text="Edit").click()
+        row.locator("summary", has_text="Advanced").click()
+        row.locator("input[name=uri_params]").fill("user=phone")
+        row.locator("select[name=identity_header]").select_option("pai")
+        row.locator("input[name=keepalive]").fill("30")
+        row.locator("input[name=max_calls_out]").fill("2")
+        row.locator("input[name=from_domain]").fill("ims.example.cn")
+        _shot(page, artifacts, "11-lines-advanced")
+        row.locator("form button[type=submit]").click()
+        page.locator("tr[data-line='ct'] input[name=uri_params][value='user=phone']").wait_for(
+            state="attached"
+        )
+        saved = page.locator("tr[data-line='ct']")
+        assert saved.locator("select[name=identity_header]").input_value() == "pai"
+        assert saved.locator("input[name=max_calls_out]").input_value() == "2"
+        assert saved.locator("input[name=tls_verify]").is_checked()  # default kept, not cleared
         _shot(page, artifacts, "11-lines")
         for path, name in (("/ui/trunks", "12-trunks"), ("/ui/prefixes", "13-prefixes"),
                            ("/ui/inbound", "14-inbound")):  # fmt: skip

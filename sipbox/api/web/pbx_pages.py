@@ -54,8 +54,13 @@ async def _lines(services: ServicesDep, kind: str) -> list[dict[str, Any]] | Non
         admin = _admin(services)
     except ApiError:
         return None
-    items: list[dict[str, Any]] = await admin.list_views(kind)
-    return items
+    from sipbox.api.line_schemas import LineOut, TrunkOut
+
+    # Through the API's answer model: fields never stored are shown with the value in force
+    # (tls_verify true...), so an edit form saves what the line really does.
+    model = LineOut if kind == "line" else TrunkOut
+    views = await admin.list_views(kind)
+    return [model.model_validate(v).model_dump(by_alias=True) for v in views]
 
 
 @router.get("/ui/lines")

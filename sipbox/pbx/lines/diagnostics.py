@@ -16,6 +16,7 @@ un-REGISTER would take the line itself off the air.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from .line import LineConfig
@@ -51,12 +52,15 @@ async def run_line_test(
                 break
         if accepted:
             break
-    return {
+    report = {
         "line": name,
         "tries": tries,
         "accepted": accepted,
         "summary": _summary(line, tries, accepted),
+        "finished_at": time.time(),
     }
+    service.last_tests[name] = report  # shown with the line's status until the next test
+    return report
 
 
 async def _try(

@@ -92,6 +92,9 @@ class LineService:
         self.line_targets: dict[str, list[Address]] = {}
         self.regs: dict[str, LineRegistration] = {}
         self.keepalives: dict[str, LineKeepalive] = {}
+        #: The last `line test` report per line name (memory only), so the web page and
+        #: ``/lines`` still show it after a reload instead of losing it with the click.
+        self.last_tests: dict[str, dict[str, Any]] = {}
         self.trunks: dict[str, TrunkState] = {}
         self.trunk_ids: dict[str, int] = {}
         self.rules: list[PrefixRule] = []
@@ -722,6 +725,7 @@ class LineService:
             "calls_out": self.outbound_calls("line", name),
             "reachable": None,
             "last_keepalive": None,
+            "last_test": self.last_tests.get(name),
         }
         keepalive = self.keepalives.get(name)
         if keepalive is not None:
