@@ -6,7 +6,7 @@ and a person reading the message must see which field to fix. So every error pat
 
 - request validation (pydantic) -> 422, `field` is the dotted path (``users[3].number``);
 - `UserFieldError` / `InvalidValue` from the service or store -> 422;
-- `AlreadyExists` -> 409, `NotFound` -> 404;
+- `AlreadyExists` and `Refused` -> 409, `NotFound` -> 404;
 - Starlette's own HTTP errors (unknown route 404, wrong method 405) -> their status;
 - anything else -> 500 with a generic message (the traceback goes to the log, never the client).
 
@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sipbox.api.schemas import FieldError
 from sipbox.pbx.user_admin import UserFieldError
-from sipbox.storage import AlreadyExists, InvalidValue, NotFound, StoreError
+from sipbox.storage import AlreadyExists, InvalidValue, NotFound, Refused, StoreError
 
 __all__ = ["ApiError", "error_response", "install_error_handlers"]
 
@@ -130,6 +130,8 @@ async def _store_error(request: Request, exc: Exception) -> JSONResponse:
         return error_response(409, str(exc))
     if isinstance(exc, NotFound):
         return error_response(404, str(exc))
+    if isinstance(exc, Refused):
+        return error_response(409, str(exc))
     log.error("store failure on %s %s: %s", request.method, request.url.path, exc)
     return error_response(503, "the database is not available, try again")
 

@@ -27,6 +27,7 @@ from sipbox.api.context import ApiContext
 from sipbox.api.deps import Services
 from sipbox.api.errors import error_response, install_error_handlers
 from sipbox.api.routes import (
+    admins,
     bulk,
     calls,
     cdr,
@@ -94,6 +95,7 @@ def create_api(
     app.include_router(groups.router)
     app.include_router(metrics.router)
     app.include_router(bulk.router)
+    app.include_router(admins.router)
     if mss_compat:
         app.include_router(mss.router)
     app.include_router(pages.router)

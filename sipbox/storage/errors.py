@@ -22,6 +22,11 @@ class NotFound(StoreError):
     """The record to update, delete or revoke does not exist."""
 
 
+class Refused(StoreError):
+    """The write would break a rule the store keeps across rows (e.g. deleting the last web
+    admin account); the API answers 409."""
+
+
 class InvalidValue(StoreError, ValueError):
     """A field value is outside its domain (e.g. ``nat='maybe'`` or a malformed CIDR).
 

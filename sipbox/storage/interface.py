@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, runtime_checkable
 
-from sipbox.storage.errors import AlreadyExists, InvalidValue, NotFound, StoreError
+from sipbox.storage.errors import AlreadyExists, InvalidValue, NotFound, Refused, StoreError
 from sipbox.storage.records import (
     AddressListEntry,
     AddressListKind,
@@ -57,6 +57,7 @@ __all__ = [
     "NatMode",
     "NewUser",
     "NotFound",
+    "Refused",
     "SecurityEvent",
     "Store",
     "StoreError",
@@ -189,8 +190,9 @@ class Store(Protocol):
         """Replace the password hash; `NotFound` if absent."""
         ...
 
-    async def delete_web_admin(self, username: str) -> None:
-        """Remove an account; `NotFound` if absent."""
+    async def delete_web_admin(self, username: str, *, keep_last: bool = False) -> None:
+        """Remove an account (`NotFound`); with `keep_last`, `Refused` for the only one left,
+        checked atomically with the delete."""
         ...
 
     # --------------------------------------------------------------------------------- bans

@@ -39,7 +39,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from sipbox.storage import migrate as migrations
-from sipbox.storage.errors import AlreadyExists, InvalidValue, NotFound, StoreError
+from sipbox.storage.errors import AlreadyExists, InvalidValue, NotFound, Refused, StoreError
 from sipbox.storage.records import (
     ADDRESS_LIST_KINDS,
     CDR_DISPOSITIONS,
@@ -719,10 +719,25 @@ class SqlStore:
             if (await conn.execute(stmt)).scalar_one_or_none() is None:
                 raise NotFound(f"no web admin {username!r}")
 
-    async def delete_web_admin(self, username: str) -> None:
-        """Remove an account; `NotFound` if absent."""
+    async def delete_web_admin(self, username: str, *, keep_last: bool = False) -> None:
+        """Remove an account; `NotFound` if absent. With `keep_last`, `Refused` when it is the
+        only one left (the pages would lock everybody out).
+
+        The count and the delete are one transaction with the accounts' rows locked (``FOR
+        UPDATE`` on PostgreSQL; SQLite's write lock is taken up front), so two administrators
+        deleting each other at the same moment cannot both succeed and leave none."""
         stmt = web_admins.delete().where(web_admins.c.username == username)
         async with self._write() as conn:
+            if keep_last:
+                names = (
+                    (await conn.execute(sa.select(web_admins.c.username).with_for_update()))
+                    .scalars()
+                    .all()
+                )
+                if username in names and len(names) == 1:
+                    raise Refused(
+                        f"{username!r} is the last web admin account: add another one first"
+                    )
             if (await conn.execute(stmt)).rowcount == 0:
                 raise NotFound(f"no web admin {username!r}")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from sipbox.storage import AlreadyExists, InvalidValue, NotFound
@@ -46,3 +48,23 @@ async def test_web_admin_errors(store: SqlStore) -> None:
     for bad in ("", " admin", "a b", "x" * 65, "<script>"):
         with pytest.raises(InvalidValue, match="username"):
             await store.create_web_admin(bad, HASH_A)
+
+
+async def test_the_last_account_is_kept(store: SqlStore) -> None:
+    """``keep_last`` (the API and pages use it): never zero accounts, even when two are
+    deleted at the same moment (count and delete are one locked transaction)."""
+    from sipbox.storage import Refused
+
+    await store.create_web_admin("admin", HASH_A)
+    with pytest.raises(Refused, match="last"):
+        await store.delete_web_admin("admin", keep_last=True)
+    with pytest.raises(NotFound):
+        await store.delete_web_admin("nobody", keep_last=True)
+    await store.create_web_admin("alice", HASH_B)
+    results = await asyncio.gather(
+        store.delete_web_admin("admin", keep_last=True),
+        store.delete_web_admin("alice", keep_last=True),
+        return_exceptions=True,
+    )
+    assert sum(r is None for r in results) == 1, results
+    assert len(await store.list_web_admins()) == 1

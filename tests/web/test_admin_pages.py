@@ -142,6 +142,25 @@ def test_admin_walkthrough(tmp_path: Path, browser: Any, artifacts: Path) -> Non
         assert status.status_code == 200
         _shot(page, artifacts, "05-tokens")
 
+        # -- web admins: add one (password made up, shown once), reset it, delete it; the
+        # last account has no Delete button (and the API refuses it)
+        page.goto(f"{base}/ui/admins")
+        assert page.locator("tr[data-admin='admin'] button", has_text="Delete").count() == 0
+        page.fill("#add-admin input[name=username]", "alice")
+        page.click("#add-admin button[type=submit]")
+        made = page.locator("#new-password [data-field=password]")
+        made.wait_for()
+        assert len(made.inner_text().strip()) >= 16
+        _shot(page, artifacts, "06-admins")
+        page.goto(f"{base}/ui/admins")
+        page.locator("tr[data-admin='alice'] button", has_text="Reset password").click()
+        page.locator("#new-password [data-field=username]", has_text="alice").wait_for()
+        assert made.inner_text().strip()
+        page.goto(f"{base}/ui/admins")
+        page.locator("tr[data-admin='alice'] button", has_text="Delete").click()
+        page.locator("tr[data-admin='alice']").wait_for(state="detached")
+        assert page.locator("tr[data-admin='admin'] button", has_text="Delete").count() == 0
+
         # -- every page of the menu renders; the dashboard shows /status's numbers
         for index, item in enumerate(NAV):
             page.goto(f"{base}{item.path}")

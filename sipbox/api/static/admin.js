@@ -82,6 +82,11 @@ function splitTarget(spec) {
 
 function afterSuccess(then, data) {
   if (!then || then === "reload") { location.reload(); return; }
+  // "secret:box": a password the server made up is shown once in the box; none -> reload.
+  if (then.startsWith("secret:")) {
+    if (!data || !data.password) { location.reload(); return; }
+    then = "show:" + then.slice(7);
+  }
   if (then.startsWith("redirect:")) { location.assign(then.slice(9)); return; }
   if (then.startsWith("show:")) {
     const box = document.getElementById(then.slice(5));

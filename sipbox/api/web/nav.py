@@ -69,6 +69,7 @@ NAV: Final[tuple[NavItem, ...]] = (
     NavItem("Call records", "/ui/cdr", "Calls"),
     NavItem("Security", "/ui/security", "System"),
     NavItem("API tokens", "/ui/tokens", "System"),
+    NavItem("Web admins", "/ui/admins", "System", hint="Who may log in to these pages."),
     NavItem("Settings", "/ui/settings", "System"),
 )
 

@@ -404,6 +404,18 @@ async def tokens_page(request: Request, services: ServicesDep) -> HTMLResponse:
     return _render(request, "tokens.html", "API tokens", tokens=await list_tokens(services))
 
 
+@router.get("/ui/admins")
+async def admins_page(request: Request, services: ServicesDep) -> HTMLResponse:
+    """Web admin accounts: add, reset a password (shown once), delete (never the last)."""
+    from sipbox.api.routes.admins import list_admins
+
+    principal = getattr(request.state, "principal", None)
+    return _render(
+        request, "admins.html", "Web admins", admins=await list_admins(services),
+        me=getattr(principal, "name", None),
+    )  # fmt: skip
+
+
 _SECRET_KEY = re.compile(r"password|secret|token|passphrase", re.IGNORECASE)
 _URL_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
 

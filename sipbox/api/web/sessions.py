@@ -92,9 +92,10 @@ class SessionStore:
         """Log out: forget the session; True if it existed."""
         return self._sessions.pop(_digest(cookie), None) is not None
 
-    def end_user(self, username: str) -> int:
-        """End every session of one administrator (after a password change); how many."""
-        keys = [k for k, s in self._sessions.items() if s.username == username]
+    def end_user(self, username: str, keep: Session | None = None) -> int:
+        """End every session of one administrator (after a password change or deletion),
+        except `keep` (the session making the change); how many ended."""
+        keys = [k for k, s in self._sessions.items() if s.username == username and s is not keep]
         for key in keys:
             del self._sessions[key]
         return len(keys)
