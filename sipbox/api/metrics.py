@@ -52,6 +52,7 @@ _ENDPOINT_COUNTERS: Final[Mapping[str, str]] = {
     "discarded": "Received messages discarded (unparseable, unattributable)",
     "absorbed": "Retransmissions from peers absorbed by a transaction",
     "stateless_responses": "Error responses sent without a transaction",
+    "stateless_answers": "Requests answered by the PBX without a transaction (OPTIONS pings)",
     "overloaded": "Requests refused with 503 because of the transaction cap",
     "timeouts": "Client and server transaction timeouts",
 }

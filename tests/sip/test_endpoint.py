@@ -633,3 +633,39 @@ def test_force_rport_answers_to_the_source_port_by_default() -> None:
     link.send_response(answer(event.request, 200), event.transaction)
     ((_, out),) = link.take_sent()
     assert out.destination == NAT_PEER.remote
+
+
+# == stateless answers (out-of-dialog OPTIONS) ====================================================
+def test_stateless_answer_creates_no_transaction_and_answers_retransmissions_again() -> None:
+    link = Link()
+    seen: list[str] = []
+
+    def answer(request: Request, peer: Peer) -> bytes | None:
+        seen.append(request.method)
+        return b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n"
+
+    link.ep.answer_statelessly({"OPTIONS"}, answer)
+    link.receive(request_bytes("OPTIONS"))
+    assert link.take_events() == []  # the TU answered; no RequestReceived
+    assert link.ep.transactions_live == 0 and link.ep.transactions_compact == 0
+    (sent,) = link.take_sent()
+    assert sent[1].data.startswith(b"SIP/2.0 200")
+    assert sent[1].destination == Address("udp", "192.0.2.20", 5060)
+    link.receive(request_bytes("OPTIONS"))  # a retransmission is simply answered again
+    assert len(link.take_sent()) == 1 and seen == ["OPTIONS", "OPTIONS"]
+    assert link.ep.stats.stateless_answers == 2
+
+
+def test_stateless_answer_declined_or_in_dialog_goes_the_normal_way() -> None:
+    link = Link()
+    link.ep.answer_statelessly({"OPTIONS"}, lambda request, peer: None)
+    link.receive(request_bytes("OPTIONS", branch="z9hG4bKdecl"))
+    (event,) = link.take_events()
+    assert isinstance(event, RequestReceived) and link.ep.transactions_live == 1
+    answered: list[str] = []
+    link.ep.answer_statelessly({"OPTIONS"}, lambda request, peer: answered.append("x") or b"")
+    link.receive(request_bytes("OPTIONS", branch="z9hG4bKdlg", to="<sip:bob@example.com>;tag=t1"))
+    (event,) = link.take_events()  # in dialog (To tag): never stateless
+    assert isinstance(event, RequestReceived) and answered == []
+    link.receive(request_bytes("OPTIONS", branch="z9hG4bKdrop"))
+    assert link.take_events() == [] and link.take_sent() == [] and answered == ["x"]
