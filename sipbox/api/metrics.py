@@ -172,6 +172,17 @@ def _endpoint_metrics(endpoint: Any) -> Iterator[Metric]:
         value = getattr(stats, name, None)
         if isinstance(value, int):
             yield CounterMetricFamily(f"sipbox_sip_{name}", doc, value=value)
+    wire = getattr(stats, "wire", None)
+    if isinstance(wire, Mapping):
+        family = CounterMetricFamily(
+            "sipbox_sip_messages",
+            "SIP messages on the wire by direction (in/out), kind (request/response) and "
+            "method or status code, retransmissions included",
+            labels=["direction", "kind", "code"],
+        )
+        for (direction, kind, code), value in sorted(list(wire.items())):
+            family.add_metric([direction, kind, code], value)
+        yield family
     for attr, doc in (
         ("transactions_live", "SIP transactions not yet terminated"),
         ("transactions_compact", "Completed transactions kept to absorb retransmissions"),

@@ -86,6 +86,7 @@ class EndpointStats:
         "stateless_answers",
         "stateless_responses",
         "timeouts",
+        "wire",
     )
 
     def __init__(self) -> None:
@@ -98,9 +99,40 @@ class EndpointStats:
         self.stateless_answers = 0  # TU answers sent without a transaction (OPTIONS pings)
         self.overloaded = 0  # requests refused with 503 because of the transaction cap
         self.timeouts = 0  # client and server transaction timeouts
+        # Messages on the wire by (direction, kind, method or status), e.g.
+        # ("in", "request", "INVITE") or ("out", "response", "200"); retransmissions included.
+        # Bounded: unknown methods count as "other", status codes are 100-699.
+        self.wire: dict[tuple[str, str, str], int] = {}
 
     def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}
+        return {name: getattr(self, name) for name in self.__slots__ if name != "wire"}
+
+    def count_in(self, message: Request | Response) -> None:
+        if isinstance(message, Request):
+            method = message.method
+            key = ("in", "request", method if method in _COUNTED_METHODS else "other")
+        else:
+            key = ("in", "response", str(message.status))
+        wire = self.wire
+        wire[key] = wire.get(key, 0) + 1
+
+    def count_out(self, data: bytes) -> None:
+        """From the start line of bytes we send (no parsing: a slice and a set look-up)."""
+        if data[:8] == b"SIP/2.0 ":
+            key = ("out", "response", data[8:11].decode("ascii", "replace"))
+        else:
+            method = data[: data.find(b" ", 0, 24)].decode("ascii", "replace")
+            key = ("out", "request", method if method in _COUNTED_METHODS else "other")
+        wire = self.wire
+        wire[key] = wire.get(key, 0) + 1
+
+
+_COUNTED_METHODS = frozenset(
+    {
+        "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "UPDATE", "INFO",
+        "MESSAGE", "REFER", "NOTIFY", "SUBSCRIBE", "PUBLISH",
+    }
+)  # fmt: skip
 
 
 class Endpoint:
@@ -254,6 +286,7 @@ class Endpoint:
             else:
                 self._discard(peer, exc.reason, exc.status_hint)
             return
+        self.stats.count_in(message)  # type: ignore[arg-type]
         try:
             if isinstance(message, Request):
                 self._receive_request(message, peer, now)
@@ -759,12 +792,16 @@ class Endpoint:
 
     # == building and sending ======================================================================
     def _send(self, data: bytes, destination: Address, connection_id: int | None) -> None:
-        self.stats.sent += 1
+        stats = self.stats
+        stats.sent += 1
+        stats.count_out(data)
         self._outgoing.append(Outgoing(data, destination, connection_id))
 
     def _resend(self, entry: tuple[bytes, Address, int | None]) -> None:
-        self.stats.retransmissions += 1
-        self.stats.sent += 1
+        stats = self.stats
+        stats.retransmissions += 1
+        stats.sent += 1
+        stats.count_out(entry[0])
         self._outgoing.append(Outgoing(*entry))
 
     def _discard(self, peer: Peer | None, reason: str, status_hint: int | None) -> None:

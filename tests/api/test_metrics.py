@@ -96,6 +96,16 @@ def test_counters_move_with_traffic_and_json_logs_parse(tmp_path) -> None:  # ty
         assert after[options] - before.get(options, 0) == 3
         ok = ("sipbox_sip_responses_sent_total", (("status", "200"),))
         assert after[ok] - before.get(ok, 0) >= 3
+        wire_in = (
+            "sipbox_sip_messages_total",
+            (("code", "OPTIONS"), ("direction", "in"), ("kind", "request")),
+        )
+        wire_out = (
+            "sipbox_sip_messages_total",
+            (("code", "200"), ("direction", "out"), ("kind", "response")),
+        )
+        assert after[wire_in] - before.get(wire_in, 0) == 3
+        assert after[wire_out] - before.get(wire_out, 0) >= 3
         assert after[("sipbox_bans_active", ())] == 0
         assert after[("sipbox_calls_active", ())] == 0
         assert ("sipbox_sip_transactions_live", ()) in after
