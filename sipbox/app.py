@@ -160,7 +160,14 @@ class Server:
             self.security.attach(close_source=self._close_source)
             self.pump.allow_destination = self.security.accept_source()
         self.transport.connections_in_use = self._connections_in_use
-        await self.transport.start()
+        try:
+            await self.transport.start()
+        except OSError as exc:
+            wanted = ", ".join(str(spec) for spec in sip.listen)
+            raise StartupError(
+                f"cannot listen on {wanted}: {exc.strerror or exc} "
+                "(another program may hold the port: change [sip] listen)"
+            ) from exc
         advertiser.append(
             Advertiser(
                 self.transport.listening,
@@ -170,7 +177,13 @@ class Server:
         )
         if getattr(self, "lines", None) is not None:
             self.lines.start()  # REGISTERs need the transport and the advertised address
-        self.api = await start_api(self, settings)
+        try:
+            self.api = await start_api(self, settings)
+        except OSError as exc:
+            raise StartupError(
+                f"cannot start the API on {settings.api.listen}: {exc.strerror or exc} "
+                "(another program may hold the port: change [api] listen)"
+            ) from exc
         if admin_token is not None:
             token_file = self.state_dir / "admin-token"
             print(
@@ -382,12 +395,24 @@ async def run(settings: Settings) -> None:
         await server.stop()
 
 
+class StartupError(Exception):
+    """The server cannot start for a reason the administrator can fix (a port in use...)."""
+
+
 def serve(settings: Settings) -> None:
-    """Blocking entry point of `sipbox serve`: uvloop on Linux, the default loop elsewhere."""
+    """Blocking entry point of `sipbox serve`: uvloop on Linux, the default loop elsewhere.
+
+    A start-up failure the administrator can fix is one clear log line and exit status 1,
+    not a traceback."""
     configure_logging(settings)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a hard dependency on Linux
-        asyncio.run(run(settings))
+        runner = asyncio.run
     else:
-        uvloop.run(run(settings))
+        runner = uvloop.run
+    try:
+        runner(run(settings))
+    except StartupError as exc:
+        log.error("cannot start: %s", exc)
+        raise SystemExit(1) from None

@@ -172,3 +172,18 @@ def test_ipv6_loopback(tmp_path: Path) -> None:
         assert r is not None and r.status == 200
     finally:
         server.stop()
+
+
+def test_port_in_use_is_one_clear_line_and_exit_1(tmp_path: Path) -> None:
+    """An administrator whose port is taken gets a sentence naming it, not a traceback."""
+    from tests.integration.server import make_server
+
+    server = make_server(tmp_path)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
+        squatter.bind((server.host, server.port))
+        with pytest.raises(RuntimeError, match="exited at start-up"):
+            server.start()
+        assert server.process is not None and server.process.wait(timeout=10) == 1
+    log = server.log_text()
+    assert "cannot start: cannot listen on" in log and "change [sip] listen" in log
+    assert "Traceback" not in log
