@@ -6,13 +6,23 @@
 # retransmission or p99 >= 100 ms, and prints the highest clean rate.
 #
 #   bench/calls.sh [RATES="100 200 300 400 500 600 800"] [SECONDS_PER_RATE=10] [MODES="ip digest"]
+#                  [SERVERS="sipbox sippy"]   # same run, one after the other
+#                  [LAX_MS=500]               # also report the highest rate with p99 < LAX_MS
+#                  [SIPPY_RATES="25 50 75 100 150 200"]
 #
-# sipbox is pinned to CPU 0, the SIPp UAS and UAC to the other CPUs when taskset exists.
+# SERVERS=sippy runs the Sippy B2BUA (PyPI `sippy`, not a project dependency) in the same
+# set-up, IP mode only (no digest), static route to the same SIPp UAS, from the venv
+# $SIPPY_VENV (default /tmp/sippy-venv: `python3 -m venv /tmp/sippy-venv &&
+# /tmp/sippy-venv/bin/pip install sippy`). Each server is pinned to CPU 0, the SIPp UAS and
+# UAC to the other CPUs when taskset exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RATES=${RATES:-"100 200 300 400 500 600 800"}
 SECS=${SECONDS_PER_RATE:-10}
 MODES=${MODES:-"ip digest"}
+SERVERS=${SERVERS:-sipbox}
+LAX_MS=${LAX_MS:-500}
+SIPPY_VENV=${SIPPY_VENV:-/tmp/sippy-venv}
 HOST=${HOST:-127.0.0.$((RANDOM % 100 + 20))}
 UAC_IP=127.0.0.$((RANDOM % 50 + 130))       # IP-authorized caller
 UAC_DIGEST=127.0.0.$((RANDOM % 50 + 190))   # same user from elsewhere: 407 + digest
@@ -66,10 +76,21 @@ PY
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TICK=$(getconf CLK_TCK)
 
-"${PIN_SERVER[@]}" "$PY" -m sipbox serve --config "$WORK/sipbox.toml" >"$WORK/server.log" 2>&1 &
-SERVER_PID=$!
-for _ in $(seq 100); do grep -q " ready" "$WORK/server.log" 2>/dev/null && break; sleep 0.1; done
-grep -q " ready" "$WORK/server.log" || { cat "$WORK/server.log"; exit 1; }
+start_server() {  # $1: sipbox | sippy
+  if [ "$1" = sippy ]; then
+    "${PIN_SERVER[@]}" "$SIPPY_VENV/bin/b2bua" --foreground=on --sip_address="$HOST" \
+      --sip_port="$PORT" --static_route="$UAS_IP:$UAS_PORT" --auth_enable=off --acct_enable=off --logfile="$WORK/sippy.log" \
+      >"$WORK/sippy.out" 2>&1 &
+    SERVER_PID=$!
+    sleep 2
+    kill -0 "$SERVER_PID" || { cat "$WORK/sippy.out"; exit 1; }
+    return
+  fi
+  "${PIN_SERVER[@]}" "$PY" -m sipbox serve --config "$WORK/sipbox.toml" >"$WORK/server.log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 100); do grep -q " ready" "$WORK/server.log" 2>/dev/null && break; sleep 0.1; done
+  grep -q " ready" "$WORK/server.log" || { cat "$WORK/server.log"; exit 1; }
+}
 "${PIN_UAS[@]}" sipp -sf tests/integration/sipp/uas_answer.xml -i "$UAS_IP" -p "$UAS_PORT" \
   -nostdin -bg >/dev/null 2>&1 &
 sleep 0.5
@@ -91,13 +112,17 @@ print(f"{values[min(len(values) - 1, int(len(values) * 0.99))]:.1f}" if values e
 PY
 }
 
-for mode in $MODES; do
+for server in $SERVERS; do
+start_server "$server"
+MODES_NOW=$MODES; RATES_NOW=$RATES
+[ "$server" = sippy ] && MODES_NOW=ip && RATES_NOW=${SIPPY_RATES:-"25 50 75 100 150 200"}
+for mode in $MODES_NOW; do
   if [ "$mode" = digest ]; then SCEN=uac_call_auth.xml; SRC=$UAC_DIGEST; AUTH=(-au 1001 -ap benchpw)
   else SCEN=uac_call.xml; SRC=$UAC_IP; AUTH=(); fi
-  echo "== mode: $mode (A leg $([ "$mode" = digest ] && echo 'INVITE/407/ACK/INVITE' || echo 'IP-authorized'))"
+  echo "== $server, mode: $mode (A leg $([ "$mode" = digest ] && echo 'INVITE/407/ACK/INVITE' || echo 'IP-authorized'))"
   printf "%6s %7s %7s %8s %9s %12s\n" rate ok failed retrans p99_ms cpu_us/call
-  best=0; best_cpu=""
-  for rate in $RATES; do
+  best=0; best_cpu=""; lax=0
+  for rate in $RATES_NOW; do
     calls=$((rate * SECS))
     before=$(cpu "$SERVER_PID")
     (cd "$WORK" && "${PIN_UAC[@]}" sipp "$HOST:$PORT" -sf "$OLDPWD/tests/integration/sipp/$SCEN" -s 1002 -i "$SRC" -p 0 \
@@ -115,9 +140,17 @@ for mode in $MODES; do
     p=$([ -n "$rtt" ] && p99 "$rtt" || echo nan); [ -n "$rtt" ] && rm -f "$rtt"
     cpu_us=$(echo "scale=0; ($after - $before) * 1000000 / $TICK / $calls" | bc)
     printf "%6s %7s %7s %8s %9s %12s\n" "$rate" "$ok" "$failed" "$retrans" "$p" "$cpu_us"
-    clean=$("$PY" -c "print(int($failed * 1000 < $calls and $retrans == 0 and '$p' != 'nan' and float('$p') < 100))")
-    if [ "$clean" = 1 ]; then best=$rate; best_cpu=$cpu_us; else break; fi
+    ok_calls=$("$PY" -c "print(int($failed * 1000 < $calls and $retrans == 0 and '$p' != 'nan'))")
+    clean=$("$PY" -c "print(int($ok_calls and float('$p') < 100))")
+    laxok=$("$PY" -c "print(int($ok_calls and float('$p') < $LAX_MS))")
+    if [ "$laxok" = 1 ]; then lax=$rate; else break; fi
+    if [ "$clean" = 1 ]; then best=$rate; best_cpu=$cpu_us; fi
   done
-  echo "highest clean rate ($mode): $best calls/s (server CPU ${best_cpu:-?} us per call)"
+  echo "highest clean rate ($server, $mode): $best calls/s (server CPU ${best_cpu:-?} us per call); with p99 < $LAX_MS ms: $lax calls/s"
+done
+kill "$SERVER_PID" 2>/dev/null || true  # Sippy's "safe stop" may never end: KILL after 5 s
+for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+kill -9 "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
+sleep 1
 done
 echo "work dir: $WORK"
