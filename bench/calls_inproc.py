@@ -94,9 +94,13 @@ class Caller:
         self.to = f"<sip:1002@{HOST}>"
         self.ruri = f"sip:1002@{HOST}:{PORT}"
 
-    def request(self, method: str, cseq: int, branch: str, extra: str = "", body: str = "") -> bytes:
+    def request(
+        self, method: str, cseq: int, branch: str, extra: str = "", body: str = ""
+    ) -> bytes:
         ct = "Content-Type: application/sdp\r\n" if body else ""
-        contact = f"Contact: <sip:1001@{self.addr[0]}:{self.addr[1]}>\r\n" if method == "INVITE" else ""
+        contact = (
+            f"Contact: <sip:1001@{self.addr[0]}:{self.addr[1]}>\r\n" if method == "INVITE" else ""
+        )
         return (
             f"{method} {self.ruri} SIP/2.0\r\n"
             f"Via: SIP/2.0/UDP {self.addr[0]}:{self.addr[1]};branch=z9hG4bK-{branch}\r\n"
@@ -153,8 +157,13 @@ class Driver:
             ack = ack.replace(f"To: {caller.to}".encode(), f"To: {caller.to};tag={to_tag}".encode())
             self.send(ack, caller.addr)
             cred = answer_challenge(
-                value(lines, "Proxy-Authenticate"), "INVITE", caller.ruri, "1001", "benchpw",
-                f"c{n}", 1,
+                value(lines, "Proxy-Authenticate"),
+                "INVITE",
+                caller.ruri,
+                "1001",
+                "benchpw",
+                f"c{n}",
+                1,
             )
             cseq = 2
             out = self.send(
@@ -203,10 +212,14 @@ whitelist = ["127.0.0.0/8"]
     state.mkdir(parents=True, exist_ok=True)
     store = open_store(f"sqlite:///{state}/sipbox.db")
     await store.migrate()
-    await store.create_users([
-        NewUser(number="1001", ip_auth=(f"{UAC[0]}/32",), **password_fields("1001", HOST, "benchpw")),
-        NewUser(number="1002", ip_auth=(f"{UAS[0]}/32",), static_contact=f"{UAS[0]}:{UAS[1]}"),
-    ])
+    await store.create_users(
+        [
+            NewUser(
+                number="1001", ip_auth=(f"{UAC[0]}/32",), **password_fields("1001", HOST, "benchpw")
+            ),
+            NewUser(number="1002", ip_auth=(f"{UAS[0]}/32",), static_contact=f"{UAS[0]}:{UAS[1]}"),
+        ]
+    )
     await store.close()
     server = Server(load_settings(work / "sipbox.toml"))
     await server.start()
@@ -354,7 +367,9 @@ def main() -> None:
     parser.add_argument("--profile")
     parser.add_argument("--count", action="store_true")
     parser.add_argument("--live", type=int, default=0, help="show the N commonest tracked types")
-    parser.add_argument("--cycles", type=int, default=0, help="show the N commonest types in cycles")
+    parser.add_argument(
+        "--cycles", type=int, default=0, help="show the N commonest types in cycles"
+    )
     args = parser.parse_args()
     uvloop.run(run(args))
 
