@@ -105,7 +105,8 @@ mkdir -p "$WORK/hold"
 (cd "$WORK/hold" && "${PIN_SIPP[@]}" sipp "$HOST:$PORT" -sf "$OLDPWD/tests/integration/sipp/uac_call.xml" -s 1002 \
   -i "$UAC_IP" -p 0 -d 3600000 -m "$HOLD" -l "$HOLD" -r "$HOLD_RATE" -nostdin \
   -trace_stat -stf "$WORK/hold/stat.csv" -fd 1 >/dev/null 2>&1) &
-HOLD_PID=$!
+sleep 0.5
+HOLD_PID=$(pgrep -n -f "sipp .*-stf $WORK/hold/stat.csv" || echo $!)  # sipp itself, not the subshell
 cpu0=$(awk '{print $14 + $15}' "/proc/$SERVER_PID/stat")
 sleep $((HOLD / HOLD_RATE + 10))
 cpu1=$(awk '{print $14 + $15}' "/proc/$SERVER_PID/stat")
