@@ -128,14 +128,16 @@ def test_digest_on_the_a_leg(lab: CallLab) -> None:
     s = lab.server
     host = other_host(s.host, lab.uac_host, *(h for h, _ in lab.callees.values()))
     since = time.time() - 0.01
-    uas = lab.uas("1002", "uas_answer.xml")
+    # 1003, not 1002: the previous test's CANCEL/200 crossing leaves 1002's SIPp UAS port with
+    # late retransmissions that a new SIPp UAS on the same port may take for its one call.
+    uas = lab.uas("1003", "uas_answer.xml")
     time.sleep(0.2)
     import subprocess
 
     from tests.integration.regtools import SIPP_DIR
 
     result = subprocess.run(
-        ["sipp", f"{s.host}:{s.port}", "-sf", str(SIPP_DIR / "uac_call_auth.xml"), "-s", "1002",
+        ["sipp", f"{s.host}:{s.port}", "-sf", str(SIPP_DIR / "uac_call_auth.xml"), "-s", "1003",
          "-i", host, "-p", "0", "-m", "1", "-au", "1001", "-ap", PASSWORD, "-d", "100",
          "-timeout", "15s", "-timeout_error", "-nostdin", "-trace_err"],
         capture_output=True, text=True, timeout=30, cwd=s.state_dir.parent,
