@@ -980,19 +980,7 @@ class SqlStore:
         async with self._write(conflict="number") as conn:
             row = (await conn.execute(groups.insert().values(values).returning(groups.c.id))).one()
             group_id = int(row[0])
-            if members:
-                await conn.execute(
-                    group_members.insert(),
-                    [
-                        {
-                            "group_id": group_id,
-                            "position": i,
-                            "member_number": m.number,
-                            "timeout": m.timeout,
-                        }
-                        for i, m in enumerate(members)
-                    ],
-                )
+            await _insert_members(conn, group_id, members)
         group = await self.get_group_by_number(number)
         assert group is not None
         return group
@@ -1034,19 +1022,7 @@ class SqlStore:
                 await conn.execute(
                     group_members.delete().where(group_members.c.group_id == group_id)
                 )
-                if members:
-                    await conn.execute(
-                        group_members.insert(),
-                        [
-                            {
-                                "group_id": group_id,
-                                "position": i,
-                                "member_number": m.number,
-                                "timeout": m.timeout,
-                            }
-                            for i, m in enumerate(members)
-                        ],
-                    )
+                await _insert_members(conn, group_id, members)
         group = await self.get_group_by_number(new_number)
         assert group is not None
         return group
@@ -1151,3 +1127,20 @@ def _cdr_where(stmt: Any, filters: CdrFilter | None) -> Any:
 def _check_kind(kind: str) -> None:
     if kind not in ADDRESS_LIST_KINDS:
         raise InvalidValue(f"address list kind must be one of {sorted(ADDRESS_LIST_KINDS)}")
+
+
+async def _insert_members(conn: Any, group_id: int, members: Sequence[Any]) -> None:
+    """Write a group's members in ring order (create and update share it)."""
+    if members:
+        await conn.execute(
+            group_members.insert(),
+            [
+                {
+                    "group_id": group_id,
+                    "position": i,
+                    "member_number": m.number,
+                    "timeout": m.timeout,
+                }
+                for i, m in enumerate(members)
+            ],
+        )
