@@ -79,6 +79,7 @@ class EndpointStats:
     __slots__ = (
         "absorbed",
         "discarded",
+        "evicted",
         "overloaded",
         "received",
         "retransmissions",
@@ -98,6 +99,7 @@ class EndpointStats:
         self.stateless_responses = 0  # error responses sent without a transaction
         self.stateless_answers = 0  # TU answers sent without a transaction (OPTIONS pings)
         self.overloaded = 0  # requests refused with 503 because of the transaction cap
+        self.evicted = 0  # completed transactions dropped early: the compact store was full
         self.timeouts = 0  # client and server transaction timeouts
         # Messages on the wire by (direction, kind, method or status), e.g.
         # ("in", "request", "INVITE") or ("out", "response", "200"); retransmissions included.
@@ -105,7 +107,19 @@ class EndpointStats:
         self.wire: dict[tuple[str, str, str], int] = {}
 
     def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__ if name != "wire"}
+        """The scalar counters by name (explicit: a compiled class has no `__slots__`)."""
+        return {
+            "absorbed": self.absorbed,
+            "discarded": self.discarded,
+            "evicted": self.evicted,
+            "overloaded": self.overloaded,
+            "received": self.received,
+            "retransmissions": self.retransmissions,
+            "sent": self.sent,
+            "stateless_answers": self.stateless_answers,
+            "stateless_responses": self.stateless_responses,
+            "timeouts": self.timeouts,
+        }
 
     def count_in(self, message: Request | Response) -> None:
         if isinstance(message, Request):
@@ -149,6 +163,7 @@ class Endpoint:
         "_heap",
         "_id_source",
         "_local_address",
+        "_max_compact",
         "_max_headers",
         "_max_message_size",
         "_max_transactions",
@@ -176,6 +191,7 @@ class Endpoint:
         user_agent: str | None = None,
         send_100_trying: bool = True,
         max_transactions: int = 100_000,
+        max_compact: int | None = None,
         retry_after: int = 5,
         timer_c: float = 180.0,
         timer_d: float = 32.0,
@@ -185,7 +201,15 @@ class Endpoint:
         """`force_rport` (the default, like Asterisk's and Kamailio's `force_rport()`) treats
         every UDP request as if its Via had `rport`, so responses go back to the source port
         even for clients behind NAT that do not implement RFC 3581. Set it to False for the
-        letter of §18.2.2 (received + sent-by port)."""
+        letter of §18.2.2 (received + sent-by port).
+
+        `max_transactions` caps the live server transactions (beyond it a new request gets 503
+        with Retry-After). Completed transactions kept only to absorb retransmissions (Timer
+        J/I/K, the compact key -> last response entries) are bounded apart by `max_compact`
+        (default: `max_transactions`): when that store is full the entry closest to its expiry
+        is dropped instead of refusing new requests, so a registration storm faster than
+        `max_compact / 32 s` keeps being served; only a retransmission arriving after its entry
+        was dropped is handled again as a new request."""
         self._id_source = id_source
         self._local_address = local_address
         self._config = TimerConfig(t1, t2, t4, timer_c=timer_c, timer_d=timer_d)
@@ -194,6 +218,7 @@ class Endpoint:
         self._user_agent = user_agent
         self._send_100 = send_100_trying
         self._max_transactions = max_transactions
+        self._max_compact = max_transactions if max_compact is None else max_compact
         self._retry_after = retry_after
         self._force_rport = force_rport
         self._clients: dict[str, ClientTransaction] = {}
@@ -341,7 +366,7 @@ class Endpoint:
                     self.stats.stateless_answers += 1
                     self._send(data, destination, connection_id)
                 return
-        if len(self._servers) + len(self._server_store) >= self._max_transactions:
+        if len(self._servers) >= self._max_transactions:
             self.stats.overloaded += 1
             self._respond_stateless(
                 request, peer, 503, "Service Unavailable", (f"Retry-After: {self._retry_after}",)
@@ -701,7 +726,10 @@ class Endpoint:
                     entry = (ack, tx.destination, tx.connection_id)
                 self._forget_client(tx)
                 if tx.end_at is not None and tx.end_at > now:
-                    self._client_store.add(tx.id, entry, tx.end_at)
+                    store = self._client_store
+                    if len(store) >= self._max_compact and store.evict_oldest() is not None:
+                        self.stats.evicted += 1
+                    store.add(tx.id, entry, tx.end_at)
                 return
         if tx.state is State.TERMINATED:
             self._forget_client(tx)
@@ -776,7 +804,10 @@ class Endpoint:
                     entry = (tx.last_response, tx.destination, tx.connection_id)
                 self._forget_server(tx)
                 if tx.end_at is not None and tx.end_at > now:
-                    self._server_store.add(tx.id, entry, tx.end_at)
+                    store = self._server_store
+                    if len(store) >= self._max_compact and store.evict_oldest() is not None:
+                        self.stats.evicted += 1
+                    store.add(tx.id, entry, tx.end_at)
                 return
         if tx.state is State.TERMINATED:
             self._forget_server(tx)

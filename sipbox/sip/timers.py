@@ -147,5 +147,21 @@ class Wheel(Generic[K, V]):
                 out.extend(bucket.items())
         return out
 
+    def evict_oldest(self) -> tuple[K, V] | None:
+        """Remove and return the entry that would expire first (None when empty): how a
+        bounded store makes room instead of refusing new work."""
+        order = self._order
+        while order:
+            slot = order[0]
+            bucket = self._buckets.get(slot)
+            if bucket:
+                key = next(iter(bucket))
+                value = bucket.pop(key)
+                del self._index[key]
+                return key, value
+            heapq.heappop(order)
+            self._buckets.pop(slot, None)
+        return None
+
     def __len__(self) -> int:
         return len(self._index)

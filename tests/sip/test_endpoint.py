@@ -372,6 +372,41 @@ def test_transaction_cap_answers_503_with_retry_after() -> None:
     assert link.ep.stats.overloaded == 1
 
 
+
+def test_completed_transactions_do_not_count_against_the_cap() -> None:
+    """A registration storm: answered requests leave compact entries (Timer J), not live
+    transactions, so the cap of live transactions never turns them into 503s."""
+    link = Link(max_transactions=2, max_compact=10)
+    for n in range(5):
+        link.receive(request_bytes("OPTIONS", branch=f"z9hG4bKs{n}"))
+        (event,) = link.take_events()
+        assert isinstance(event, RequestReceived)
+        link.send_response(answer(event.request, 200), event.transaction)
+    assert link.ep.stats.overloaded == 0
+    assert link.ep.transactions_compact == 5
+
+
+def test_full_compact_store_drops_the_entry_closest_to_expiry() -> None:
+    link = Link(max_compact=2)
+    for n in range(3):
+        link.at(float(n))
+        link.receive(request_bytes("OPTIONS", branch=f"z9hG4bKe{n}"))
+        (event,) = link.take_events()
+        assert isinstance(event, RequestReceived)
+        link.send_response(answer(event.request, 200), event.transaction)
+    assert link.ep.transactions_compact == 2
+    assert link.ep.stats.evicted == 1
+    link.take_sent()
+    # The newest is still absorbed: its 200 is sent again, the TU sees nothing.
+    link.receive(request_bytes("OPTIONS", branch="z9hG4bKe2"))
+    assert link.take_events() == []
+    ((_, out),) = link.take_sent()
+    assert isinstance(parsed(out), Response)
+    # The oldest was dropped: its retransmission is a new request for the TU.
+    link.receive(request_bytes("OPTIONS", branch="z9hG4bKe0"))
+    (event,) = link.take_events()
+    assert isinstance(event, RequestReceived)
+
 # == random interleavings =========================================================================
 _inputs = st.lists(
     st.one_of(

@@ -74,6 +74,9 @@ def _counters(endpoint: object) -> dict[str, int | float] | None:
         return None
     if callable(counters):
         counters = counters()
+    as_dict = getattr(counters, "as_dict", None)
+    if callable(as_dict):  # EndpointStats (its class may be compiled: no __slots__ to read)
+        counters = as_dict()
     items: Iterable[tuple[Any, Any]]
     if isinstance(counters, Mapping):
         items = counters.items()
