@@ -410,11 +410,36 @@ def parse_name_addr(value: str) -> NameAddr:
     """
     found = _NAME_ADDR_CACHE.get(value)
     if found is None:
+        tagged = _with_fresh_tag(value)
+        if tagged is not None:
+            return tagged
         found = _parse_name_addr(value)
         if len(_NAME_ADDR_CACHE) >= _CACHE_MAX:
             _NAME_ADDR_CACHE.clear()
         _NAME_ADDR_CACHE[value] = found
     return found
+
+
+def _with_fresh_tag(value: str) -> NameAddr | None:
+    """`<uri>;...;tag=T` parsed as the memoised `<uri>;...` plus `tag=T`: every dialog and
+    every out-of-dialog request brings a new tag, so the whole text is never seen twice and
+    would only churn the memo. The same result as a full parse (a property test checks it);
+    None when the text does not end in a plain `;tag=token` (then the full parse runs)."""
+    cut = value.rfind(";tag=")
+    if cut <= 0:
+        return None
+    tag = value[cut + 5 :]
+    if not TOKEN_RE.match(tag):
+        return None
+    try:
+        base = parse_name_addr(value[:cut])
+    except RemoteProtocolError:
+        return None  # let the full parse report the error
+    if "tag" in base.params:
+        return None  # a duplicate keeps the first value: the full parse knows
+    params = dict(base.params)
+    params["tag"] = tag
+    return NameAddr(base.uri, base.display, params)
 
 
 def _parse_name_addr(value: str) -> NameAddr:

@@ -120,3 +120,50 @@ def test_generated_requests_round_trip(data: bytes) -> None:
     assert strip(again) == strip(message)
     assert again.body == message.body
     assert again.cseq == message.cseq and str(again.to) == str(message.to)
+
+
+# == the fresh-tag shortcut of parse_name_addr ================================================
+_ADDRESS_PARTS = st.sampled_from(
+    [
+        "<sip:alice@example.com>",
+        '"Alice" <sip:alice@example.com>',
+        'Bob Smith <sip:bob@10.0.0.1:5060;transport=tcp>',
+        "sip:carol@example.com",
+        "sip:carol@example.com;user=phone",
+        "<sips:d@[2001:db8::1]>;expires=60",
+        '"semi;tag=x" <sip:e@f>',
+        "<sip:g@h;tag=inside>",
+        "<sip:i@j>;tag=first",
+        "<tel:+15551234>",
+        "<sip:k@l> ",
+        "",
+        " ",
+        "<sip:bad space@x>",
+        '"unterminated <sip:x@y>',
+    ]
+)
+_TAGS = st.one_of(
+    st.from_regex(r"[A-Za-z0-9\-.!%*_+`'~]{1,12}", fullmatch=True),
+    st.text(max_size=6),
+)
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(_ADDRESS_PARTS, st.sampled_from([";tag=", ";tag = ", ";TAG=", ";tag=;"]), _TAGS)
+def test_fresh_tag_shortcut_gives_the_full_parse(base: str, sep: str, tag: str) -> None:
+    from sipbox.sip.headers import _parse_name_addr, parse_name_addr
+
+    value = base + sep + tag
+    try:
+        expected = _parse_name_addr(value)
+    except RemoteProtocolError:
+        expected = None
+    try:
+        got = parse_name_addr(value)
+    except RemoteProtocolError:
+        got = None
+    if expected is None or got is None:
+        assert expected is got, value
+        return
+    assert (got.uri, got.display, got.params) == (expected.uri, expected.display, expected.params)
+    assert list(got.params) == list(expected.params), value  # the order written back
