@@ -9,21 +9,22 @@ PYTEST_ARGS ?=
 CONFIG := $(wildcard sipbox.toml)
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint interop-tools bench clean
+.PHONY: help run test lint interop-tools bench clean native
 
 help:
 	@echo "make run    - start the server (uses ./sipbox.toml when present)"
 	@echo "make test   - lint, type-check, import contracts, then pytest (PYTEST_ARGS=...)"
 	@echo "make lint   - ruff, mypy (sipbox/sip), import-linter only"
 	@echo "make bench  - load benchmarks in bench/"
+	@echo "make native - compile the SIP core with mypyc (run and test do it when needed)"
 	@echo "make clean  - remove the virtualenv and caches (keeps var/)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Runtime dependencies only.
+# Runtime dependencies, and mypy/setuptools to compile the SIP core (see below).
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -e .
+	$(BIN)/pip install -e '.[native]'
 	@touch $@
 
 # Runtime + test/lint tools (pytest, ruff, mypy, import-linter, ...).
@@ -31,7 +32,15 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -e '.[test]'
 	@touch $@
 
-run: $(VENV)/.installed
+# The SIP core compiled by mypyc (about twice as fast; docs/PERFORMANCE.md), rebuilt when a
+# source changes. Without a C compiler it is skipped and the same code runs as pure Python.
+NATIVE_STAMP := sipbox/sip/_native_build.txt
+$(NATIVE_STAMP): $(wildcard sipbox/sip/*.py) | $(VENV)/.installed
+	$(BIN)/python scripts/build_native.py
+
+native: $(NATIVE_STAMP)
+
+run: $(VENV)/.installed native
 	$(BIN)/sipbox serve $(if $(CONFIG),--config $(CONFIG))
 
 # SIPp, sipsak, baresip, sipvicious and Kamailio for the interop tests. Installs them only when
@@ -44,7 +53,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/mypy sipbox/sip
 	$(BIN)/lint-imports
 
-test: $(VENV)/.installed-test interop-tools lint
+test: $(VENV)/.installed-test interop-tools lint native
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-test
@@ -52,5 +61,6 @@ bench: $(VENV)/.installed-test
 	@set -- bench/*.py; if [ -e "$$1" ]; then printf '  %s\n' "$$@"; else echo "  (none yet)"; fi
 
 clean:
+	-$(if $(wildcard $(BIN)/python),$(BIN)/python scripts/build_native.py --clean)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts *.egg-info
 	find sipbox tests bench -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -3,8 +3,9 @@ answer, in-dialog relaying, failures, limits and call records."""
 
 from __future__ import annotations
 
+from sipbox.sip.address import Address, Peer
 from sipbox.sip.message import Response
-from tests.pbx.callkit import CALLER, SDP, SDP_B, make_kit, user
+from tests.pbx.callkit import CALLER, SDP, SDP_B, SERVER, make_kit, user
 
 
 def answered_call(kit, dialed="1002", **kw):
@@ -273,7 +274,8 @@ def test_reinvite_from_callee_relayed_and_glare_491():
         f"From: {reinvite.headers.get('from')}\r\nTo: {reinvite.headers.get('to')}\r\n"
         f"Call-ID: {reinvite.call_id}\r\nCSeq: 2 ACK\r\nContent-Length: 0\r\n\r\n"
     ).encode()
-    kit.b2bua.on_ack(AckReceived(parse_message(raw), None))  # type: ignore[arg-type]
+    callee = Peer(Address("udp", "203.0.113.9", 5070), SERVER)
+    kit.b2bua.on_ack(AckReceived(parse_message(raw), callee))
     assert len(kit.port.acks) == acks_before
 
 
