@@ -110,7 +110,7 @@ def challenge_of(data: bytes) -> str:
 async def run(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="sipbox-inproc-"))
     state = work / "var"
-    port = 15060
+    port = args.port
     (work / "sipbox.toml").write_text(
         f"""
 [server]
@@ -274,6 +274,9 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=5000)
     parser.add_argument("--options", type=int, default=20000)
     parser.add_argument("--profile", default=None)
+    parser.add_argument(
+        "--port", type=int, default=15060, help="SIP port (API on the next one) on 127.0.0.1"
+    )
     parser.add_argument("--calls", action="store_true")
     parser.add_argument("--sort", default="tottime")
     parser.add_argument("--lines", type=int, default=30)

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import sys
 from collections.abc import Iterable
 from typing import Any
 
 from sipbox.sip.digest import compute_ha1
+from sipbox.storage import records
 from sipbox.storage.interface import Store, User
 
 log = logging.getLogger("sipbox.pbx.users")
@@ -30,8 +30,9 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 #: Keys in `User.settings` holding the HA1 of the ``number@realm`` username form (Kamailio's
 #: ``ha1b``): some phones authenticate as ``1001@example.com``, and the digest response is
 #: computed over the username as sent, so the plain HA1 cannot verify it (RFC 7616 §3.4.2).
-HA1B_MD5 = "ha1b_md5"
-HA1B_SHA256 = "ha1b_sha256"
+#: (Defined with `User`, which keeps them packed.)
+HA1B_MD5 = records.HA1B_MD5
+HA1B_SHA256 = records.HA1B_SHA256
 
 
 def password_fields(number: str, realm: str, password: str) -> dict[str, Any]:
@@ -72,27 +73,6 @@ def _host_key(host: str) -> str | None:
     return str(addr)
 
 
-_SHARED_FIELDS = ("realm", "nat", "class_of_service", "display_name")
-
-
-def _compact(user: User) -> User:
-    """The same record holding shared strings where 100,000 users repeat one value (realm,
-    NAT mode, class of service, the settings keys): each row read from the store brings its
-    own copies, about 300 bytes per user. The record is frozen to everyone else; it is only
-    ours until it is installed, so its fields are swapped in place."""
-    intern = sys.intern
-    for name in _SHARED_FIELDS:
-        value = getattr(user, name)
-        if isinstance(value, str) and value:
-            shared = intern(value)
-            if shared is not value:
-                object.__setattr__(user, name, shared)
-    settings = user.settings
-    if settings and type(settings) is dict:
-        object.__setattr__(user, "settings", {intern(k): v for k, v in settings.items()})
-    return user
-
-
 class UserDirectory:
     """All users by number, plus the IP-authorization index. Reads are synchronous dict
     look-ups; only `load` and `refresh` touch the store."""
@@ -117,7 +97,7 @@ class UserDirectory:
         while True:
             batch = await self._store.list_users(limit=page, offset=offset)
             for user in batch:
-                users[user.number] = _compact(user)
+                users[user.number] = user  # compact already (`User`'s docstring)
             if len(batch) < page:
                 break
             offset += page

@@ -13,6 +13,7 @@ is shared by create and update so both paths accept exactly the same values.
 from __future__ import annotations
 
 import ipaddress
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Final, Literal, NamedTuple, get_args
@@ -61,9 +62,68 @@ class NewUser:
     settings: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+#: Keys in `User.settings` holding the HA1 of the ``number@realm`` username form (see
+#: `sipbox.pbx.users.password_fields`); `User` keeps them packed like the other two HA1s.
+HA1B_MD5: Final = "ha1b_md5"
+HA1B_SHA256: Final = "ha1b_sha256"
+
+_NO_HA1: Final[tuple[str | None, str | None]] = (None, None)
+
+
+def _digest(value: object, size: int) -> bytes | None:
+    """`value` as `size` raw bytes when it is exactly the lowercase hex of them (what
+    `compute_ha1` produces), else None: only values whose text comes back unchanged from
+    ``bytes.hex()`` are packed."""
+    if type(value) is not str or len(value) != 2 * size:
+        return None
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        return None
+    return raw if len(raw) == size and raw.hex() == value else None
+
+
+def _shared_text(value: Any) -> Any:
+    """One string object per distinct value for the fields 100,000 users repeat."""
+    return sys.intern(value) if type(value) is str and value else value
+
+
+@dataclass(frozen=True, init=False)
 class User:
-    """A stored user (extension): identity, digest credentials and per-user policy."""
+    """A stored user (extension): identity, digest credentials and per-user policy.
+
+    The in-memory directory holds every user (100,000 of them must fit in well under 300 MB
+    with their bindings), so the record is stored compactly behind the same fields:
+
+    * the four HA1 values (``ha1_md5``, ``ha1_sha256`` and the ``number@realm`` forms
+      ``settings["ha1b_md5"]`` / ``settings["ha1b_sha256"]``) are one bytes object of raw
+      digests (96 bytes instead of ~420 as four hex strings), turned back into hex when read.
+      Only lowercase hex of the right length is packed; anything else is kept as given;
+    * ``settings`` keeps only the other keys (None when there are none); reading it builds a
+      new dict, the HA1 keys first as `password_fields` writes them. Treat it as read-only,
+      as every record's JSON fields;
+    * realm, NAT mode, class of service, the settings keys and the display name are shared
+      strings; ``updated_at`` is the same float object as ``created_at`` when they are equal.
+    """
+
+    __slots__ = (
+        "_ha1",
+        "_settings",
+        "class_of_service",
+        "created_at",
+        "display_name",
+        "enabled",
+        "id",
+        "ip_auth",
+        "max_calls",
+        "max_contacts",
+        "nat",
+        "number",
+        "realm",
+        "ring_timeout",
+        "static_contact",
+        "updated_at",
+    )
 
     id: int
     number: str
@@ -82,6 +142,96 @@ class User:
     settings: Mapping[str, Any]
     created_at: float
     updated_at: float
+
+    def __init__(
+        self,
+        id: int,
+        number: str,
+        display_name: str,
+        ha1_md5: str | None,
+        ha1_sha256: str | None,
+        realm: str | None,
+        enabled: bool,
+        max_contacts: int | None,
+        ip_auth: tuple[str, ...],
+        static_contact: str | None,
+        nat: NatMode,
+        ring_timeout: int | None,
+        max_calls: int | None,
+        class_of_service: ClassOfService,
+        settings: Mapping[str, Any],
+        created_at: float,
+        updated_at: float,
+    ) -> None:
+        put = object.__setattr__
+        put(self, "id", id)
+        put(self, "number", number)
+        put(self, "display_name", _shared_text(display_name))
+        put(self, "realm", _shared_text(realm))
+        put(self, "enabled", enabled)
+        put(self, "max_contacts", max_contacts)
+        put(self, "ip_auth", ip_auth)
+        put(self, "static_contact", static_contact)
+        put(self, "nat", _shared_text(nat))
+        put(self, "ring_timeout", ring_timeout)
+        put(self, "max_calls", max_calls)
+        put(self, "class_of_service", _shared_text(class_of_service))
+        put(self, "created_at", created_at)
+        put(self, "updated_at", created_at if updated_at == created_at else updated_at)
+
+        packed: bytes | tuple[str | None, str | None] = (
+            _NO_HA1 if ha1_md5 is None and ha1_sha256 is None else (ha1_md5, ha1_sha256)
+        )
+        md5 = _digest(ha1_md5, 16)
+        sha = _digest(ha1_sha256, 32) if md5 is not None else None
+        rest: Mapping[str, Any] | None = settings
+        if md5 is not None and sha is not None:
+            packed = md5 + sha
+            if type(settings) is dict and len(settings) >= 2:
+                keys = iter(settings)
+                if next(keys) == HA1B_MD5 and next(keys) == HA1B_SHA256:
+                    b_md5 = _digest(settings[HA1B_MD5], 16)
+                    b_sha = _digest(settings[HA1B_SHA256], 32)
+                    if b_md5 is not None and b_sha is not None:
+                        packed += b_md5 + b_sha
+                        rest = {k: v for k, v in settings.items() if k not in _HA1B_KEYS}
+        if type(rest) is dict:
+            intern = sys.intern
+            rest = {intern(k) if type(k) is str else k: v for k, v in rest.items()} or None
+        put(self, "_ha1", packed)
+        put(self, "_settings", rest)
+
+    # The packed fields are read through these properties, installed under the field names
+    # below the class (inside it, @dataclass would take them for the fields' defaults).
+    @property
+    def _ha1_md5(self) -> str | None:
+        ha1 = self._ha1
+        return ha1[:16].hex() if type(ha1) is bytes else ha1[0]
+
+    @property
+    def _ha1_sha256(self) -> str | None:
+        ha1 = self._ha1
+        return ha1[16:48].hex() if type(ha1) is bytes else ha1[1]
+
+    @property
+    def _settings_view(self) -> Mapping[str, Any]:
+        ha1, rest = self._ha1, self._settings
+        if type(ha1) is bytes and len(ha1) == 96:
+            out = {HA1B_MD5: ha1[48:64].hex(), HA1B_SHA256: ha1[64:].hex()}
+            if rest:
+                out.update(rest)
+            return out
+        return {} if rest is None else rest
+
+    def __reduce__(self) -> tuple[type[User], tuple[Any, ...]]:
+        return type(self), tuple(getattr(self, f.name) for f in fields(self))
+
+
+User.ha1_md5 = User._ha1_md5  # type: ignore[assignment, method-assign]
+User.ha1_sha256 = User._ha1_sha256  # type: ignore[assignment, method-assign]
+User.settings = User._settings_view  # type: ignore[assignment, method-assign]
+
+_HA1B_KEYS: Final = frozenset((HA1B_MD5, HA1B_SHA256))
 
 
 #: Fields `Store.update_user` accepts: everything a `NewUser` has.

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import hashlib
+import pickle
 import time
 
 import pytest
 
-from sipbox.storage import AlreadyExists, Binding, InvalidValue, NewUser, NotFound
+from sipbox.storage import AlreadyExists, Binding, InvalidValue, NewUser, NotFound, User
 from sipbox.storage.sql import SqlStore
 from tests.storage.conftest import FakeClock
 
@@ -225,3 +229,69 @@ async def test_bulk_create_thousand_users_is_fast(store: SqlStore) -> None:
     assert len(created) == 1000
     assert await store.count_users() == 1000
     assert elapsed < 1.0, f"1,000 users took {elapsed:.3f}s"
+
+
+# ------------------------------------------------------------- the compact in-memory record
+
+
+def _user(**kw: object) -> User:
+    values: dict[str, object] = dict(
+        id=7, number="1001", display_name="", ha1_md5=None, ha1_sha256=None, realm="pbx.test",
+        enabled=True, max_contacts=None, ip_auth=(), static_contact=None, nat="auto",
+        ring_timeout=None, max_calls=None, class_of_service="local", settings={},
+        created_at=1.5, updated_at=1.5,
+    )  # fmt: skip
+    values.update(kw)
+    return User(**values)  # type: ignore[arg-type]
+
+
+def test_user_packs_the_four_ha1s_and_reads_them_back_unchanged() -> None:
+    md5 = hashlib.md5(b"1001:pbx.test:pw").hexdigest()
+    sha = hashlib.sha256(b"1001:pbx.test:pw").hexdigest()
+    b_md5, b_sha = "ab" * 16, "cd" * 32
+    settings = {"ha1b_md5": b_md5, "ha1b_sha256": b_sha, "forwarding": {"busy": "1002"}}
+    user = _user(ha1_md5=md5, ha1_sha256=sha, settings=settings)
+    assert type(user._ha1) is bytes and len(user._ha1) == 96  # packed
+    assert user._settings == {"forwarding": {"busy": "1002"}}
+    assert (user.ha1_md5, user.ha1_sha256) == (md5, sha)
+    assert user.settings == settings and list(user.settings) == list(settings)  # same order
+    assert user == _user(ha1_md5=md5, ha1_sha256=sha, settings=dict(settings))
+    assert user != _user(ha1_md5=md5, ha1_sha256=sha, settings={})
+    assert repr(user).count(b_sha) == 1
+    assert dataclasses.replace(user) == user
+    changed = dataclasses.replace(user, settings={**user.settings, "dnd": True})
+    assert changed.settings == {**settings, "dnd": True}
+    assert pickle.loads(pickle.dumps(user)) == user and copy.deepcopy(user) == user
+    assert dataclasses.asdict(user)["settings"] == settings
+    assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(User))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        user.number = "1002"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("md5", "sha", "settings"),
+    [
+        (None, None, {}),
+        ("0" * 32, None, {"ha1b_md5": "1" * 32}),  # no SHA-256: kept as given
+        ("ABCDEF" + "0" * 26, "f" * 64, {}),  # upper case: kept as text
+        ("0" * 31, "f" * 64, {}),  # wrong length
+        ("0" * 32, "f" * 64, {"dnd": True, "ha1b_md5": "1" * 32, "ha1b_sha256": "2" * 64}),
+        ("0" * 32, "f" * 64, {"ha1b_md5": "1" * 32, "ha1b_sha256": "not hex"}),
+        ("0" * 32, "f" * 64, {"ha1b_md5": "1" * 32}),
+        ("0" * 32, "f" * 64, {"n": [1, 2.5]}),
+    ],
+)
+def test_user_keeps_what_it_cannot_pack_as_given(
+    md5: str | None, sha: str | None, settings: dict[str, object]
+) -> None:
+    user = _user(ha1_md5=md5, ha1_sha256=sha, settings=settings)
+    assert (user.ha1_md5, user.ha1_sha256) == (md5, sha)
+    assert user.settings == settings and list(user.settings) == list(settings)
+
+
+def test_user_shares_repeated_values() -> None:
+    first = _user(realm="".join(["pbx.", "test"]), created_at=2.0, updated_at=2.0)
+    second = _user(realm="".join(["pbx.", "test"]), nat="".join(["au", "to"]))
+    assert first.realm is second.realm and first.nat is second.nat
+    assert first.updated_at is first.created_at
+    assert _user(updated_at=3.0).updated_at == 3.0
