@@ -568,8 +568,39 @@ _VIA_RE = re.compile(
 )
 
 
+# Parsed Via elements by their text with the branch value cut out: a client's Via differs
+# from one request to the next only in its branch (§8.1.1.7). Bounded, cleared when full.
+_VIA_CACHE: dict[str, Via] = {}
+
+
 def parse_via(value: str) -> Via:
-    """Parse one Via element, tolerating LWS around `/` and `:` (RFC 4475 §3.1.1.1)."""
+    """Parse one Via element, tolerating LWS around `/` and `:` (RFC 4475 §3.1.1.1).
+
+    The value returned is not shared, but its parameters may have been copied from an earlier
+    parse of the same text with another branch (a property test checks it equals a full parse).
+    """
+    cut = value.find(";branch=")
+    if cut < 0 or '"' in value:  # unquoted: every ';' separates parameters
+        return _parse_via(value)
+    start = cut + 8
+    end = value.find(";", start)
+    branch = value[start:] if end < 0 else value[start:end]
+    if not branch or not TOKEN_RE.match(branch):
+        return _parse_via(value)
+    key = value[:start] if end < 0 else value[:start] + value[end:]
+    template = _VIA_CACHE.get(key)
+    if template is None:
+        via = _parse_via(value)
+        if len(_VIA_CACHE) >= _CACHE_MAX:
+            _VIA_CACHE.clear()
+        _VIA_CACHE[key] = via
+        return via
+    params = dict(template.params)
+    params["branch"] = branch
+    return Via(template.transport, template.host, template.port, params, template.protocol)
+
+
+def _parse_via(value: str) -> Via:
     m = _VIA_RE.match(value)
     if m is None:
         raise RemoteProtocolError("malformed Via")

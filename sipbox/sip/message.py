@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from .errors import RemoteProtocolError
 from .headers import (
@@ -29,6 +29,7 @@ from .headers import (
 from .uri import Uri, parse_uri
 
 T = TypeVar("T")
+_MISSING: Final = object()
 
 _UNFOLD_RE = re.compile(r"\r?\n[ \t]+")
 _HEADER_LINE_RE = re.compile(r"([^\s:]+)[ \t]*:[ \t]*(.*)\Z", re.S)
@@ -138,11 +139,10 @@ class Message:
         if headers is None:
             headers = self.headers
         cache = headers.typed
-        try:
-            return cache[key]  # type: ignore[no-any-return]
-        except KeyError:
+        value = cache.get(key, _MISSING)  # not try/except: the first access always misses
+        if value is _MISSING:
             value = cache[key] = parse(headers)
-            return value
+        return value  # type: ignore[no-any-return]
 
     @property
     def vias(self) -> list[Via]:

@@ -167,3 +167,45 @@ def test_fresh_tag_shortcut_gives_the_full_parse(base: str, sep: str, tag: str) 
         return
     assert (got.uri, got.display, got.params) == (expected.uri, expected.display, expected.params)
     assert list(got.params) == list(expected.params), value  # the order written back
+
+
+# == the branch-free memo of parse_via ============================================================
+_VIA_BASES = st.sampled_from(
+    [
+        "SIP/2.0/UDP 127.0.0.1:5999;branch={b}",
+        "SIP/2.0/UDP 127.0.0.1:5999;branch={b};rport",
+        "SIP/2.0/UDP 10.0.0.1;rport=5060;branch={b};received=192.0.2.1",
+        "SIP/2.0/TCP [2001:db8::1]:5061;branch={b};alias",
+        "SIP/2.0/UDP h;branch={b};branch=second",
+        "SIP/2.0/UDP h;branch=first;branch={b}",
+        'SIP/2.0/UDP h;x="a;branch={b};y";branch=real',
+        'SIP/2.0/UDP h;x="a;branch={b}"',
+        "SIP/2.0/UDP h ;branch={b}",
+        "SIP/2.0/UDP h;branch={b} ;ttl=1",
+        "SIP/3.0/UDP h;branch={b}",
+        "SIP/2.0/UDP h;branch={b};;",
+        "SIP/2.0/UDP h:99999;branch={b}",
+    ]
+)
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(_VIA_BASES, _TAGS, _TAGS)
+def test_via_memo_gives_the_full_parse(base: str, first: str, second: str) -> None:
+    from sipbox.sip.headers import _parse_via, parse_via
+
+    for branch in (first, second):  # the second one may come from the memo
+        value = base.format(b=branch)
+        try:
+            expected = _parse_via(value)
+        except RemoteProtocolError:
+            expected = None
+        try:
+            got = parse_via(value)
+        except RemoteProtocolError:
+            got = None
+        if expected is None or got is None:
+            assert expected is got, value
+            continue
+        assert got == expected, value
+        assert list(got.params.items()) == list(expected.params.items()), value
