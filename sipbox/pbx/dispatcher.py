@@ -72,8 +72,8 @@ class Dispatcher:
     screen: Callable[[RequestContext], bool] | None = None
     # allow_header() for the handlers it was computed from (OPTIONS and 405/501 ask every time).
     _allow: tuple[frozenset[str], str] | None = field(default=None, init=False, repr=False)
-    # The stateless OPTIONS 200's lines after To..CSeq, for (Allow, Supported, Server).
-    _options_tail: tuple[tuple[str, frozenset[str], str], str] | None = field(
+    # The stateless OPTIONS 200's lines after To..CSeq, for (handlers, Supported, Server).
+    _options_tail: tuple[tuple[frozenset[str], frozenset[str], str], str] | None = field(
         default=None, init=False, repr=False
     )
 
@@ -192,11 +192,17 @@ class Dispatcher:
         return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
 
     def _options_lines(self) -> str:
-        allow = self.allow_header()
-        key = (allow, frozenset(self.supported), self.user_agent)
         cached = self._options_tail
-        if cached is not None and cached[0] == key:
-            return cached[1]
+        if cached is not None:  # the common case: compare, build nothing (a ping is per second)
+            (handlers, supported, user_agent), text = cached
+            if (
+                user_agent == self.user_agent
+                and supported == self.supported
+                and handlers == self.handlers.keys()
+            ):
+                return text
+        allow = self.allow_header()
+        key = (frozenset(self.handlers), frozenset(self.supported), self.user_agent)
         lines = [f"Allow: {allow}", f"Accept: {ACCEPT}"]
         if self.supported:
             lines.append(f"Supported: {', '.join(sorted(self.supported))}")

@@ -1099,7 +1099,10 @@ def _matches(text: str, needles: tuple[str, ...]) -> bool:
     if not needles:
         return False
     lowered = text.lower()
-    return any(needle in lowered for needle in needles)
+    for needle in needles:  # noqa: SIM110 - no generator per request (any() would make one)
+        if needle in lowered:
+            return True
+    return False
 
 
 # --------------------------------------------------------------------------------------------

@@ -65,7 +65,8 @@ class SipPump:
                 traced = capture.watched.get(key) if key is not None else None
                 if traced is not None:
                     capture.record(traced, data, True, peer.remote, time.time())
-        self.endpoint.receive(data, peer, self.now())
+        loop = self._loop
+        self.endpoint.receive(data, peer, loop.time() if loop is not None else 0.0)
         self._run()
 
     def on_send_error(self, destination: Address, data: bytes, reason: str) -> None:
