@@ -235,11 +235,17 @@ whitelist = ["127.0.0.0/8"]
         )
         gc.collect()
         bindings = server.registrar.count() if server.registrar is not None else -1
+        queued = (
+            len(server.registrar._pending_upserts) + len(server.registrar._pending_deletes)
+            if server.registrar is not None
+            else -1
+        )
         endpoint = server.endpoint
         print(
             f"memory: {rss_mb():.1f} MB RSS for the whole process with {bindings} live "
             f"bindings and {args.users} users ({endpoint.transactions_compact} completed "
-            "transactions still kept for retransmissions)"
+            f"transactions still kept for retransmissions; {queued} binding changes not yet "
+            "written by the write-behind)"
         )
         # Timer J/I: 32 s later the completed transactions are gone; what stays is the steady
         # state of that many registered phones.

@@ -74,11 +74,42 @@ def contact_address(uri: SipUri) -> Address:
     return Address(transport, uri.host_bare, port)  # type: ignore[arg-type]
 
 
+class _Domain:
+    """The domain of AORs of the form ``sip:<number>@<domain>`` (every local user's): a
+    binding holds this shared object instead of its own AOR text (~70 bytes each)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+_DOMAINS: dict[str, _Domain] = {}
+
+
+def _aor_form(aor: str, number: str) -> str | _Domain:
+    """What a binding stores for `aor`: the shared domain when the AOR is exactly
+    ``sip:<number>@<domain>``, else the text itself."""
+    at = 4 + len(number)
+    if aor.startswith("sip:") and aor.startswith("@", at) and aor[4:at] == number:
+        name = aor[at + 1 :]
+        shared = _DOMAINS.get(name)
+        if shared is None:
+            if len(_DOMAINS) >= 64 or not name:
+                return aor
+            shared = _DOMAINS[name] = _Domain(name)
+        return shared
+    return aor
+
+
 class LiveBinding:
-    """One registered contact of one AOR, as the registrar holds it in memory."""
+    """One registered contact of one AOR, as the registrar holds it in memory.
+
+    `match_key` is the registrar's contact key (`registrar.contact_key`), set when the binding
+    is installed: an AOR with one binding holds the binding itself, not a dict by key."""
 
     __slots__ = (
-        "aor",
+        "_aor",
         "call_id",
         "connection_id",
         "contact_uri",
@@ -86,6 +117,7 @@ class LiveBinding:
         "expires_at",
         "instance_id",
         "local",
+        "match_key",
         "path",
         "q",
         "reg_id",
@@ -115,8 +147,9 @@ class LiveBinding:
         path: tuple[str, ...] = (),
         updated_at: float = 0.0,
     ) -> None:
-        self.aor = aor
         self.user_number = user_number
+        self._aor = _aor_form(aor, user_number)
+        self.match_key = ""
         # Only the text is kept: the parsed URI (≈400 bytes with its parameters) is parsed again
         # when a request is routed (`uri`; the parser's memo makes that cheap for hot contacts).
         # `uri` is accepted so callers that parsed it need not care.
@@ -133,6 +166,16 @@ class LiveBinding:
         self.q = q
         self.path = path
         self.updated_at = updated_at
+
+    @property
+    def aor(self) -> str:
+        """The address-of-record (``sip:<number>@<domain>`` for a local user)."""
+        aor = self._aor
+        return aor if type(aor) is str else f"sip:{self.user_number}@{aor.name}"
+
+    @aor.setter
+    def aor(self, value: str) -> None:
+        self._aor = _aor_form(value, self.user_number)
 
     @property
     def uri(self) -> SipUri:

@@ -116,12 +116,17 @@ class Registrar:
         self.flush_interval = flush_interval
         self.flush_batch = flush_batch
         self.sweep_interval = sweep_interval
-        self._aors: dict[str, _Contacts] = {}
+        # number -> its binding, or a dict of its bindings by contact key from the second one
+        # (read and written through `_contacts`, a view with a dict's interface).
+        self._aors: dict[str, LiveBinding | dict[str, LiveBinding]] = {}
+        self._aors_dropped = 0  # how many times an AOR lost its last binding
         self._heap: list[tuple[float, str, str]] = []
         self._by_host: dict[str, int] = {}
         self._count = 0
-        self._pending_upserts: dict[tuple[str, str], LiveBinding] = {}
+        # Bindings to write (by identity, in queueing order), store keys to delete.
+        self._pending_upserts: dict[LiveBinding, None] = {}
         self._pending_deletes: set[tuple[str, str]] = set()
+        self._flushing = asyncio.Lock()  # one flush at a time: its chunks stay in order
         self._wake: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._date_cache: tuple[int, str] = (0, "")
@@ -176,7 +181,10 @@ class Registrar:
         call_id = request.call_id
         cseq = request.cseq.seq
         number = user.number
-        current = self._aors.get(number, _NO_CONTACTS)
+        # The AOR's bindings as they are now; a view that stays live, but reads as empty once
+        # the AOR has lost every binding (as if it still held the container of the start).
+        current = self._contacts(number) if number in self._aors else _NO_CONTACTS
+        dropped = self._aors_dropped
         settings = self.settings
 
         if any(c.is_star for c in contacts):
@@ -221,7 +229,7 @@ class Registrar:
         paths = tuple(request.headers.values("path"))
         for key, contact_uri, contact, expires in plan:
             if expires == 0:
-                if key in current:
+                if key in current and self._aors_dropped == dropped:
                     self._remove(number, key)
                 continue
             params = contact.address.params if contact.address is not None else {}
@@ -229,7 +237,7 @@ class Registrar:
             reg_id_text = params.get("reg-id")
             reg_id = int(reg_id_text) if reg_id_text and reg_id_text.isdigit() else None
             if instance is not None:
-                for other_key, other in list(self._aors.get(number, _NO_CONTACTS).items()):
+                for other_key, other in self._contacts(number).items():
                     if (
                         other_key != key
                         and other.instance_id == instance
@@ -241,7 +249,7 @@ class Registrar:
                 q = float(q_text) if q_text else None
             except ValueError:
                 q = None
-            found = self._aors.get(number, _NO_CONTACTS).get(key)
+            found = self._contacts(number).get(key)
             if found is None:
                 text = str(contact_uri)
                 if text == key:
@@ -273,8 +281,9 @@ class Registrar:
                 text = str(contact_uri)
                 if text != binding.contact_uri:  # same contact, spelled differently
                     self._pending_deletes.add((binding.aor, binding.contact_uri))
-                binding.contact_uri = text
-                binding.uri = contact_uri
+                    binding.contact_uri = text
+                # else the text it holds stays (for a plain contact, the same string as its key)
+                key = binding.match_key  # the key it is held under (this one is an equal copy)
                 binding.call_id = call_id
                 binding.cseq = cseq
                 binding.expires_at = now + expires
@@ -290,7 +299,7 @@ class Registrar:
                 heapq.heappush(self._heap, (binding.expires_at, number, key))
                 self._queue_upsert(binding, key)
         limit = user.max_contacts
-        bindings = self._aors.get(number)
+        bindings = self._contacts(number)
         if limit and bindings and len(bindings) > limit:
             ordered = sorted(bindings.items(), key=lambda item: item[1].updated_at)
             for key, _ in ordered[: len(bindings) - limit]:
@@ -300,7 +309,7 @@ class Registrar:
     def _reply_ok(self, ctx: RequestContext, number: str, now: float, changed: bool) -> None:
         headers: list[tuple[str, str]] = []
         outbound = False
-        for binding in self._aors.get(number, _NO_CONTACTS).values():
+        for binding in self._contacts(number).values():
             if binding.expires_at <= now:
                 continue
             value = f"<{binding.contact_uri}>;expires={binding.expires_in(now)}"
@@ -330,12 +339,12 @@ class Registrar:
     def bindings(self) -> list[LiveBinding]:
         """Every live binding (the API's ``/registrations``)."""
         now = self.clock()
-        return [b for aor in self._aors.values() for b in aor.values() if b.expires_at > now]
+        return [b for _, b in self._all() if b.expires_at > now]
 
     def bindings_for(self, number: str) -> list[LiveBinding]:
         """The live bindings of one user, highest q first, then most recently refreshed."""
         now = self.clock()
-        found = [b for b in self._aors.get(number, _NO_CONTACTS).values() if b.expires_at > now]
+        found = [b for b in self._contacts(number).values() if b.expires_at > now]
         found.sort(key=lambda b: (-(b.q if b.q is not None else 1.0), -b.updated_at))
         return found
 
@@ -372,7 +381,7 @@ class Registrar:
 
     async def remove(self, number: str, contact_uri: str | None = None) -> int:
         """Unregister (admin): every binding of `number`, or the one with `contact_uri`."""
-        bindings = self._aors.get(number)
+        bindings = self._contacts(number)
         if not bindings:
             return 0
         if contact_uri is None:
@@ -384,11 +393,22 @@ class Registrar:
         return len(keys)
 
     # ================================================================ bookkeeping
+    def _contacts(self, number: str) -> _Contacts:
+        """The bindings of `number` by contact key (a view of `_aors`)."""
+        return _Contacts(self, number)
+
+    def _all(self) -> Iterator[tuple[str, LiveBinding]]:
+        """(number, binding) for every binding held."""
+        for number, held in self._aors.items():
+            if type(held) is dict:
+                for binding in held.values():
+                    yield number, binding
+            else:
+                yield number, held  # type: ignore[misc]
+
     def _insert(self, binding: LiveBinding, key: str, persist: bool = True) -> None:
         number = binding.user_number
-        aor = self._aors.get(number)
-        if aor is None:
-            aor = self._aors[number] = _Contacts()
+        aor = self._contacts(number)
         if key not in aor:
             self._count += 1
             self._host_count(binding.source.host, +1)
@@ -398,19 +418,14 @@ class Registrar:
             self._queue_upsert(binding, key)
 
     def _remove(self, number: str, key: str, persist: bool = True) -> None:
-        aor = self._aors.get(number)
-        if aor is None:
-            return
-        binding = aor.pop(key, None)
+        binding = self._contacts(number).pop(key, None)
         if binding is None:
             return
-        if not aor:
-            del self._aors[number]
         self._count -= 1
         self._host_count(binding.source.host, -1)
         if persist:
             store_key = (binding.aor, binding.contact_uri)
-            self._pending_upserts.pop((number, key), None)
+            self._pending_upserts.pop(binding, None)
             self._pending_deletes.add(store_key)
             self._poke()
 
@@ -422,7 +437,7 @@ class Registrar:
             self._by_host.pop(host, None)
 
     def _queue_upsert(self, binding: LiveBinding, key: str) -> None:
-        self._pending_upserts[(binding.user_number, key)] = binding
+        self._pending_upserts[binding] = None
         self._pending_deletes.discard((binding.aor, binding.contact_uri))
         self._poke()
 
@@ -443,16 +458,14 @@ class Registrar:
         removed = 0
         while heap and heap[0][0] <= now:
             _, number, key = heapq.heappop(heap)
-            binding = self._aors.get(number, _NO_CONTACTS).get(key)
+            binding = self._contacts(number).get(key)
             if binding is not None and binding.expires_at <= now:
                 self._remove(number, key, persist=False)
-                self._pending_upserts.pop((number, key), None)
+                self._pending_upserts.pop(binding, None)
                 removed += 1
         if len(heap) > 4 * self._count + 1024:
             # Refreshes leave stale entries behind; rebuild once they dominate.
-            self._heap = [
-                (b.expires_at, n, k) for n, aor in self._aors.items() for k, b in aor.items()
-            ]
+            self._heap = [(b.expires_at, n, b.match_key) for n, b in self._all()]
             heapq.heapify(self._heap)
         self.stats["expired"] += removed
         return removed
@@ -468,32 +481,63 @@ class Registrar:
             binding = LiveBinding.from_record(record)
             if binding is None:
                 continue
-            self._insert(binding, contact_key(binding.uri), persist=False)
+            key = contact_key(binding.uri)
+            if key == binding.contact_uri:
+                key = binding.contact_uri  # one string, as for a plain contact registered live
+            binding.user_agent = _shared(binding.user_agent)
+            self._insert(binding, key, persist=False)
             restored += 1
         log.info("restored %d registrations", restored)
         return restored
 
     async def flush(self) -> None:
-        """Write queued changes now (the writer calls this; `stop` calls it a last time)."""
-        if self.store is None or not (self._pending_upserts or self._pending_deletes):
+        """Write queued changes now (the writer calls this; `stop` calls it a last time).
+
+        At most `flush_batch` changes per store call, deletes before upserts as in one batch: a
+        backlog (a registration storm, a slow disk) is written in several calls, so only one
+        call's rows are ever built in memory (100,000 queued registrations written at once
+        held ~30 MB of records and parameter rows for the call's duration)."""
+        async with self._flushing:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        store = self.store
+        if store is None or not (self._pending_upserts or self._pending_deletes):
             return
-        upserts_live = self._pending_upserts
-        deletes = self._pending_deletes
+        upserts = list(self._pending_upserts)
+        deletes = list(self._pending_deletes)
         self._pending_upserts = {}
         self._pending_deletes = set()
-        records = [b.to_record() for b in upserts_live.values()]
-        try:
-            await self.store.apply_binding_changes(
-                records, [BindingKey(aor, contact) for aor, contact in deletes]
-            )
-            self.stats["flushed"] += len(records) + len(deletes)
-        except Exception:
-            self.stats["flush_errors"] += 1
-            log.exception("writing %d binding changes failed; will retry", len(records))
-            for k, b in upserts_live.items():
-                self._pending_upserts.setdefault(k, b)
-            upserted = {(b.aor, b.contact_uri) for b in self._pending_upserts.values()}
-            self._pending_deletes |= deletes - upserted
+        step = max(1, self.flush_batch)
+        done_deletes = done_upserts = 0
+        while done_deletes < len(deletes) or done_upserts < len(upserts):
+            delete_part = deletes[done_deletes : done_deletes + step]
+            upsert_part = upserts[done_upserts : done_upserts + step - len(delete_part)]
+            records = [b.to_record() for b in upsert_part]
+            try:
+                await store.apply_binding_changes(
+                    records, [BindingKey(aor, contact) for aor, contact in delete_part]
+                )
+            except Exception:
+                self.stats["flush_errors"] += 1
+                log.exception("writing %d binding changes failed; will retry", len(records))
+                self._requeue(upserts[done_upserts:], deletes[done_deletes:])
+                return
+            self.stats["flushed"] += len(records) + len(delete_part)
+            done_deletes += len(delete_part)
+            done_upserts += len(upsert_part)
+
+    def _requeue(self, upserts: list[LiveBinding], deletes: list[tuple[str, str]]) -> None:
+        """Queue again what a failed flush did not write. A binding is written again only if
+        it is still the live one for its key (one removed meanwhile has its delete queued)."""
+        pending = self._pending_upserts
+        for binding in upserts:
+            if binding not in pending and (
+                self._contacts(binding.user_number).get(binding.match_key) is binding
+            ):
+                pending[binding] = None
+        upserted = {(b.aor, b.contact_uri) for b in pending}
+        self._pending_deletes |= set(deletes) - upserted
 
     async def _writer(self) -> None:
         wake = self._wake
@@ -541,72 +585,89 @@ class Registrar:
 
 class _Contacts:
     """One AOR's bindings by contact key, with the part of a dict's interface the registrar
-    uses. Nearly every phone holds one binding: one slotted object (48 bytes) instead of a
-    dict (200 bytes) each, 15 MB less for 100,000 registered phones; a dict from the second."""
+    uses: a view of ``registrar._aors[number]``. Nearly every phone holds one binding, which
+    `_aors` holds itself (its key is `LiveBinding.match_key`): no container per registered
+    phone (a slotted one cost 64 bytes, a dict 200); a dict from the second binding. The view
+    is made per use and never kept."""
 
-    __slots__ = ("_binding", "_key", "_more")
+    __slots__ = ("_aors", "_number", "_registrar")
 
-    def __init__(self) -> None:
-        self._key: str | None = None
-        self._binding: LiveBinding | None = None
-        self._more: dict[str, LiveBinding] | None = None
+    def __init__(self, registrar: Registrar | None, number: str) -> None:
+        self._registrar = registrar
+        self._aors = registrar._aors if registrar is not None else {}
+        self._number = number
 
     def get(self, key: str, default: LiveBinding | None = None) -> LiveBinding | None:
-        more = self._more
-        if more is not None:
-            return more.get(key, default)
-        return self._binding if key == self._key else default
+        held = self._aors.get(self._number)
+        if held is None:
+            return default
+        if type(held) is dict:
+            return held.get(key, default)
+        return held if held.match_key == key else default  # type: ignore[union-attr]
 
     def __contains__(self, key: object) -> bool:
-        more = self._more
-        if more is not None:
-            return key in more
-        return self._key is not None and key == self._key
+        held = self._aors.get(self._number)
+        if held is None:
+            return False
+        if type(held) is dict:
+            return key in held
+        return key == held.match_key  # type: ignore[union-attr]
 
     def __len__(self) -> int:
-        more = self._more
-        return len(more) if more is not None else int(self._key is not None)
+        held = self._aors.get(self._number)
+        if held is None:
+            return 0
+        return len(held) if type(held) is dict else 1
 
     def items(self) -> list[tuple[str, LiveBinding]]:
-        more = self._more
-        if more is not None:
-            return list(more.items())
-        key, binding = self._key, self._binding
-        return [] if key is None or binding is None else [(key, binding)]
+        held = self._aors.get(self._number)
+        if held is None:
+            return []
+        if type(held) is dict:
+            return list(held.items())
+        return [(held.match_key, held)]  # type: ignore[union-attr, list-item]
 
     def values(self) -> list[LiveBinding]:
-        return [b for _, b in self.items()]
+        held = self._aors.get(self._number)
+        if held is None:
+            return []
+        if type(held) is dict:
+            return list(held.values())
+        return [held]  # type: ignore[list-item]
 
     def __iter__(self) -> Iterator[str]:
         return iter([k for k, _ in self.items()])
 
     def __setitem__(self, key: str, binding: LiveBinding) -> None:
-        more = self._more
-        if more is not None:
-            more[key] = binding
-        elif self._key is None or self._key == key:
-            self._key, self._binding = key, binding
+        aors, number = self._aors, self._number
+        binding.match_key = key
+        held = aors.get(number)
+        if held is None or (type(held) is not dict and held.match_key == key):  # type: ignore[union-attr]
+            aors[number] = binding
+        elif type(held) is dict:
+            held[key] = binding
         else:
-            assert self._binding is not None
-            self._more = {self._key: self._binding, key: binding}
-            self._key = self._binding = None
+            aors[number] = {held.match_key: held, key: binding}  # type: ignore[union-attr, dict-item]
 
     def pop(self, key: str, default: LiveBinding | None = None) -> LiveBinding | None:
-        more = self._more
-        if more is not None:
-            found = more.pop(key, default)
-            if len(more) == 1:
-                ((self._key, self._binding),) = more.items()
-                self._more = None
+        aors, number = self._aors, self._number
+        held = aors.get(number)
+        if held is None:
+            return default
+        if type(held) is dict:
+            found = held.pop(key, default)
+            if len(held) == 1:
+                (aors[number],) = held.values()
             return found
-        if self._key is not None and key == self._key:
-            found = self._binding
-            self._key = self._binding = None
-            return found
-        return default
+        if held.match_key != key:  # type: ignore[union-attr]
+            return default
+        del aors[number]
+        if self._registrar is not None:
+            self._registrar._aors_dropped += 1
+        return held  # type: ignore[return-value]
 
 
-_NO_CONTACTS = _Contacts()  # what an AOR without bindings reads as (never written to)
+_NO_CONTACTS = _Contacts(None, "")  # what an AOR without bindings reads as (never written to)
 
 _SHARED: dict[str, str] = {}
 

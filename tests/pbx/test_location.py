@@ -140,3 +140,21 @@ async def test_keepalive_pings_only_nated_udp_bindings(tmp_path) -> None:
         assert request.uri_text == "sip:1001@192.168.1.20:5060"
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize(
+    "aor",
+    ["sip:1001@pbx.test", "sip:1001@[2001:db8::1]", "sips:1001@pbx.test", "sip:10011@pbx.test",
+     "sip:1001@", "tel:1001"],
+)  # fmt: skip
+def test_aor_reads_back_as_given(aor: str) -> None:
+    b = binding("sip:1001@192.0.2.1", PUBLIC)
+    b.aor = aor
+    assert b.aor == aor and b.to_record().aor == aor
+    again = LiveBinding.from_record(b.to_record())
+    assert again is not None and again.aor == aor
+
+
+def test_local_aor_is_not_held_as_text() -> None:
+    first, second = binding("sip:1001@192.0.2.1", PUBLIC), binding("sip:1001@192.0.2.2", PUBLIC)
+    assert first._aor is second._aor  # one shared domain object, not a string per binding

@@ -223,3 +223,103 @@ async def test_unknown_domain_checked_before_auth(store) -> None:
     pbx = await make_pbx(store)
     r = pbx.send(build("REGISTER", uri="sip:other.example"), Address("udp", "198.51.100.1", 5060))
     assert r.status == 403
+
+
+# ------------------------------------------------------------ memory-lean bookkeeping
+
+
+async def test_one_binding_is_held_without_a_container(store) -> None:
+    pbx = await make_pbx(store)
+    registrar = pbx.registrar
+    ua = UA(pbx)
+    ua.register()
+    [binding] = registrar.bindings_for("1001")
+    assert registrar._aors["1001"] is binding  # no per-AOR container for one binding
+    assert binding.match_key == binding.contact_uri and binding.match_key is binding.contact_uri
+    ua.register(contacts=["<sip:1001@10.0.0.1>", "<sip:1001@10.0.0.2>"])
+    assert type(registrar._aors["1001"]) is dict and registrar.count() == 3
+    ua.register(contacts=["<sip:1001@10.0.0.1>"], expires=0)
+    assert await registrar.remove("1001", "sip:1001@10.0.0.2") == 1
+    assert registrar._aors["1001"] is binding and registrar.count() == 1
+    # A refresh keeps the binding's text and key one string (no copy per refresh).
+    ua.register()
+    assert registrar._aors["1001"] is binding and binding.contact_uri is binding.match_key
+    assert await registrar.remove("1001") == 1
+    assert "1001" not in registrar._aors and registrar.count() == 0
+    assert registrar.bindings_for("1001") == [] and not registrar.reachable("1001")
+
+
+async def test_same_contact_twice_with_expires_zero_in_one_register(store) -> None:
+    # The second entry removes only a binding the AOR had when the REGISTER arrived.
+    pbx = await make_pbx(store)
+    ua = UA(pbx)
+    ok = ua.register(contacts=["<sip:1001@10.0.0.1>", "<sip:1001@10.0.0.1>;expires=0"])
+    assert ok.status == 200 and pbx.registrar.count() == 1
+    ok = ua.register(contacts=["<sip:1001@10.0.0.1>", "<sip:1001@10.0.0.1>;expires=0"])
+    assert ok.status == 200 and pbx.registrar.count() == 0
+
+
+async def test_flush_writes_a_backlog_in_chunks_deletes_first(store) -> None:
+    pbx = await make_pbx(store)
+    registrar = pbx.registrar
+    calls: list[tuple[list, list]] = []
+    real = store.apply_binding_changes
+
+    async def recording(upserts, deletes):  # type: ignore[no-untyped-def]
+        upserts, deletes = list(upserts), list(deletes)
+        calls.append((upserts, deletes))
+        await real(upserts, deletes)
+
+    store.apply_binding_changes = recording  # type: ignore[method-assign]
+    ua = UA(pbx)
+    ua.register(contacts=[f"<sip:1001@10.0.0.{i}>" for i in range(1, 6)])
+    await registrar.flush()
+    assert len(await store.load_bindings(pbx.clock())) == 5
+    registrar.flush_batch = 2
+    calls.clear()
+    ua.register(contacts=["<sip:1001@10.0.0.1>", "<sip:1001@10.0.0.2>"], expires=0)
+    ua.register(contacts=["<sip:1001@10.0.0.3>", "<sip:1001@10.0.0.9>", "<sip:1001@10.0.0.8>"])
+    await registrar.flush()
+    assert [(len(u), len(d)) for u, d in calls] == [(0, 2), (2, 0), (1, 0)]
+    stored = {b.contact_uri for b in await store.load_bindings(pbx.clock())}
+    assert stored == {f"sip:1001@10.0.0.{i}" for i in (3, 4, 5, 8, 9)}
+    assert registrar.stats["flushed"] == 5 + 5
+
+
+async def test_failed_flush_queues_again_what_was_not_written(store) -> None:
+    pbx = await make_pbx(store)
+    registrar = pbx.registrar
+    real = store.apply_binding_changes
+    failures = [1]
+
+    async def flaky(upserts, deletes):  # type: ignore[no-untyped-def]
+        if failures:
+            failures.pop()
+            raise RuntimeError("disk full")
+        await real(upserts, deletes)
+
+    store.apply_binding_changes = flaky  # type: ignore[method-assign]
+    ua = UA(pbx)
+    ua.register(contacts=["<sip:1001@10.0.0.1>", "<sip:1001@10.0.0.2>"])
+    await registrar.flush()
+    assert registrar.stats["flush_errors"] == 1
+    assert await store.load_bindings(pbx.clock()) == []
+    # Removed while its write was pending again: deleted, not written back.
+    assert await registrar.remove("1001", "sip:1001@10.0.0.2") == 1
+    await registrar.flush()
+    assert [b.contact_uri for b in await store.load_bindings(pbx.clock())] == [
+        "sip:1001@10.0.0.1"
+    ]
+
+
+async def test_restore_shares_strings(store) -> None:
+    pbx = await make_pbx(store)
+    UA(pbx).register(contacts=["<sip:1001@10.0.0.1:5060>", "<sip:1001@10.0.0.2;transport=tcp>"])
+    await pbx.registrar.flush()
+    again = await make_pbx(store, clock=pbx.clock)
+    assert await again.registrar.restore() == 2
+    plain, tcp = sorted(again.registrar.bindings_for("1001"), key=lambda b: b.contact_uri)
+    assert plain.match_key is plain.contact_uri
+    assert tcp.match_key == "sip:1001@10.0.0.2:;tcp" and tcp.contact_uri.endswith("=tcp")
+    assert plain.user_agent is tcp.user_agent
+    assert plain.aor == tcp.aor == f"sip:1001@{REALM}"
