@@ -991,10 +991,44 @@ def _fix_via(request: Request, via: Via, peer: Peer, force_rport: bool) -> Via:
     if fixed is not via:
         headers = request.headers
         vias = request.vias
-        headers.replace_first_element("via", str(fixed))
+        original = headers.first("via")
+        text = _fixed_via_text(original, via, fixed) if original is not None else None
+        headers.replace_first_element("via", text if text is not None else str(fixed))
         # The other elements are unchanged: keep them parsed.
         headers.typed["via"] = [fixed, *vias[1:]]
     return fixed
+
+
+def _fixed_via_text(original: str, via: Via, fixed: Via) -> str | None:
+    """The request's own Via text with `fixed`'s received/rport written in, for the two common
+    cases (no rport, or a bare `;rport` at the end or between parameters; no received of the
+    client's own); None otherwise (then `str(fixed)`). Cheaper than serializing the Via again,
+    and the response echoes the Via as the client wrote it (a test checks it parses to
+    `fixed`)."""
+    old = via.params
+    if "received" in old or "," in original or '"' in original:
+        return None
+    new = fixed.params
+    rport = new.get("rport")
+    if "rport" not in old:
+        text = original
+    elif old["rport"] is None and rport is not None:
+        if original.endswith(";rport"):
+            text = original + "=" + rport
+            rport = None
+        elif original.count(";rport;") == 1 and original.count(";rport") == 1:
+            text = original.replace(";rport;", f";rport={rport};")
+            rport = None
+        else:
+            return None
+    else:
+        return None
+    received = new.get("received")
+    if received is not None:
+        text = f"{text};received={received}"
+    if rport is not None:
+        text = f"{text};rport={rport}"
+    return text
 
 
 def _via_port(via: Via, transport: str) -> int:

@@ -704,3 +704,55 @@ def test_stateless_answer_declined_or_in_dialog_goes_the_normal_way() -> None:
     assert isinstance(event, RequestReceived) and answered == []
     link.receive(request_bytes("OPTIONS", branch="z9hG4bKdrop"))
     assert link.take_events() == [] and link.take_sent() == [] and answered == ["x"]
+
+
+# == the received/rport fix written into the client's own Via text ===============================
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(
+        [
+            "SIP/2.0/UDP 10.0.0.5:5062;branch=z9hG4bKa",
+            "SIP/2.0/UDP 10.0.0.5:5062;branch=z9hG4bKa;rport",
+            "SIP/2.0/UDP 10.0.0.5:5062;rport;branch=z9hG4bKa",
+            "SIP/2.0/UDP 10.0.0.5;RPORT;branch=z9hG4bKa",
+            "SIP/2.0/UDP 10.0.0.5;rportx;branch=z9hG4bKa;rport",
+            "SIP/2.0/UDP 10.0.0.5;rport;rport=7;branch=z9hG4bKa",
+            "SIP/2.0/UDP 10.0.0.5;rport=5062;branch=z9hG4bKa",
+            "SIP/2.0/UDP 10.0.0.5;branch=z9hG4bKa;received=1.1.1.1",
+            "SIP/2.0/UDP 10.0.0.5 ; rport ; branch=z9hG4bKa",
+            "SIP/2.0/UDP [2001:db8::5]:5062;branch=z9hG4bKa;rport",
+            'SIP/2.0/UDP 10.0.0.5;x="q;rport;";branch=z9hG4bKa',
+        ]
+    ),
+    st.sampled_from(["10.0.0.5", "198.51.100.7", "2001:db8::5"]),
+    st.sampled_from([5062, 40000]),
+    st.booleans(),
+)
+def test_fixed_via_text_parses_to_the_fixed_via(
+    text: str, source: str, port: int, force_rport: bool
+) -> None:
+    from sipbox.sip.endpoint import _fix_via_value, _fixed_via_text
+    from sipbox.sip.headers import parse_via
+
+    via = parse_via(text)
+    peer = Peer(Address("udp", source, port), Address("udp", "203.0.113.1", 5060))
+    fixed = _fix_via_value(via, peer, force_rport)
+    written = _fixed_via_text(text, via, fixed)
+    if written is None:
+        return  # the caller serializes `fixed` instead
+    again = parse_via(written)
+    assert again == fixed, written
+    assert list(again.params.items()) == list(fixed.params.items()), written
+
+
+def test_the_usual_via_fix_keeps_the_clients_text() -> None:
+    """rport filled where the client wrote it, received appended, and the rest as written (a
+    lower-case transport: the serialized Via would say UDP)."""
+    link = Link()
+    data = request_bytes("OPTIONS", branch="z9hG4bKkeep").replace(b"/UDP 192.", b"/udp 192.")
+    link.receive(data, NAT_PEER)
+    (event,) = link.take_events()
+    assert isinstance(event, RequestReceived)
+    assert event.request.headers.first("via") == (
+        "SIP/2.0/udp 192.0.2.20:5060;branch=z9hG4bKkeep;rport=40000;received=198.51.100.7"
+    )
