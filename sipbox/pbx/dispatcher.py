@@ -177,19 +177,20 @@ class Dispatcher:
             return self._stateless_reply(request, 420, [("Unsupported", ", ".join(unsupported))])
         counters = self.counters
         counters["responses.200"] = counters.get("responses.200", 0) + 1
-        # The 200 of `answer_options`, byte for byte, written without a Response object.
+        # The 200 of `answer_options`, byte for byte, written without a Response object (the
+        # endpoint's check_request saw every one of these headers exactly once; Via may repeat).
         index = request.headers.index()
-        lines = ["SIP/2.0 200 OK"]
-        lines.extend(["Via: " + e[2] for e in index.get("via", ())])
-        for key, name in _COPIED:
-            found = index.get(key)
-            if found:
-                value = found[0][2]
-                if key == "to" and ";tag=" not in value.replace(" ", ""):
-                    value = f"{value};tag={_tag_for(request)}"
-                lines.append(f"{name}: {value}")
-        lines.append(self._options_lines())
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
+        vias = index["via"]
+        call_id = index["call-id"][0][2]
+        to = index["to"][0][2]
+        if ";tag=" not in to.replace(" ", ""):
+            to = f"{to};tag={_tag_of(call_id, vias[0][2])}"
+        via = vias[0][2] if len(vias) == 1 else "\r\nVia: ".join([entry[2] for entry in vias])
+        return (
+            f"SIP/2.0 200 OK\r\nVia: {via}\r\nFrom: {index['from'][0][2]}\r\nTo: {to}\r\n"
+            f"Call-ID: {call_id}\r\nCSeq: {index['cseq'][0][2]}\r\n{self._options_lines()}"
+            "\r\n\r\n"
+        ).encode("utf-8", "surrogateescape")
 
     def _options_lines(self) -> str:
         cached = self._options_tail
@@ -255,9 +256,6 @@ class Dispatcher:
         self.counters[key] = self.counters.get(key, 0) + 1
 
 
-_COPIED = (("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("cseq", "CSeq"))
-
-
 def _transaction_of(event: object) -> object | None:
     return getattr(event, "transaction", None)
 
@@ -265,6 +263,9 @@ def _transaction_of(event: object) -> object | None:
 def _tag_for(request: Request) -> str:
     """A stable To-tag for locally generated final responses: retransmitted requests that reach
     us again (after the transaction ended) get the same tag. Derived from Call-ID and branch."""
-    via = request.headers.get("via") or ""
-    seed = f"{request.call_id}|{via}".encode("utf-8", "surrogateescape")
+    return _tag_of(request.call_id, request.headers.get("via") or "")
+
+
+def _tag_of(call_id: str, top_via: str) -> str:
+    seed = f"{call_id}|{top_via}".encode("utf-8", "surrogateescape")
     return hashlib.blake2s(seed, digest_size=6).hexdigest()

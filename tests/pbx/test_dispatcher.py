@@ -100,3 +100,19 @@ def test_to_tag_is_stable_for_a_retransmission() -> None:
     first = dispatch(d, port, request("FOO"))
     second = dispatch(d, port, request("FOO"))
     assert first.to.tag == second.to.tag
+
+
+def test_stateless_options_answer_is_the_stateful_answer_byte_for_byte() -> None:
+    """The endpoint's stateless hook writes the 200 without a Response object: it must be
+    what the transaction path sends (two Via lines, an existing To tag and none, Supported)."""
+    port = FakePort()
+    d = Dispatcher(port=port, user_agent="sipbox/test", supported={"timer", "replaces"})
+    d.on_request("REGISTER", lambda ctx: None)
+    two_vias = "Via: SIP/2.0/UDP 198.51.100.9;branch=z9hG4bK2\r\n"
+    for extra, to_tag in (("", False), (two_vias, False), ("", True)):
+        req = request(extra=extra)
+        if to_tag:
+            req = parse_message(req.to_bytes().replace(b"<sip:b@pbx.test>", b"<sip:b@x>;tag=t9"))
+            assert isinstance(req, Request)
+        stateful = dispatch(d, port, req).to_bytes()
+        assert d.answer_stateless(req, None) == stateful
