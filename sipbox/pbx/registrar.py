@@ -126,7 +126,6 @@ class Registrar:
         # Bindings to write (by identity, in queueing order), store keys to delete.
         self._pending_upserts: dict[LiveBinding, None] = {}
         self._pending_deletes: set[tuple[str, str]] = set()
-        self._flushing = asyncio.Lock()  # one flush at a time: its chunks stay in order
         self._wake: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._date_cache: tuple[int, str] = (0, "")
@@ -493,43 +492,30 @@ class Registrar:
     async def flush(self) -> None:
         """Write queued changes now (the writer calls this; `stop` calls it a last time).
 
-        At most `flush_batch` changes per store call, deletes before upserts as in one batch: a
-        backlog (a registration storm, a slow disk) is written in several calls, so only one
-        call's rows are ever built in memory (100,000 queued registrations written at once
-        held ~30 MB of records and parameter rows for the call's duration)."""
-        async with self._flushing:
-            await self._flush()
-
-    async def _flush(self) -> None:
-        store = self.store
-        if store is None or not (self._pending_upserts or self._pending_deletes):
+        The records are built while the store writes them (a generator, read a chunk at a
+        time): a backlog (a registration storm, a slow disk) never has all its rows in memory
+        at once (30,000 queued bindings built up front held ~30 MB during the write)."""
+        if self.store is None or not (self._pending_upserts or self._pending_deletes):
             return
         upserts = list(self._pending_upserts)
         deletes = list(self._pending_deletes)
         self._pending_upserts = {}
         self._pending_deletes = set()
-        step = max(1, self.flush_batch)
-        done_deletes = done_upserts = 0
-        while done_deletes < len(deletes) or done_upserts < len(upserts):
-            delete_part = deletes[done_deletes : done_deletes + step]
-            upsert_part = upserts[done_upserts : done_upserts + step - len(delete_part)]
-            records = [b.to_record() for b in upsert_part]
-            try:
-                await store.apply_binding_changes(
-                    records, [BindingKey(aor, contact) for aor, contact in delete_part]
-                )
-            except Exception:
-                self.stats["flush_errors"] += 1
-                log.exception("writing %d binding changes failed; will retry", len(records))
-                self._requeue(upserts[done_upserts:], deletes[done_deletes:])
-                return
-            self.stats["flushed"] += len(records) + len(delete_part)
-            done_deletes += len(delete_part)
-            done_upserts += len(upsert_part)
+        try:
+            await self.store.apply_binding_changes(
+                (b.to_record() for b in upserts),
+                [BindingKey(aor, contact) for aor, contact in deletes],
+            )
+            self.stats["flushed"] += len(upserts) + len(deletes)
+        except Exception:
+            self.stats["flush_errors"] += 1
+            log.exception("writing %d binding changes failed; will retry", len(upserts))
+            self._requeue(upserts, deletes)
 
     def _requeue(self, upserts: list[LiveBinding], deletes: list[tuple[str, str]]) -> None:
         """Queue again what a failed flush did not write. A binding is written again only if
-        it is still the live one for its key (one removed meanwhile has its delete queued)."""
+        it is still the live one for its key (one removed meanwhile has its delete queued, and
+        writing it back would bring it back to life in the store)."""
         pending = self._pending_upserts
         for binding in upserts:
             if binding not in pending and (

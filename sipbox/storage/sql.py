@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import fields
@@ -236,6 +236,22 @@ def _new_user_values(user: NewUser, now: float) -> dict[str, Any]:
 
 def _binding_values(binding: Binding) -> dict[str, Any]:
     return {name: getattr(binding, name) for name in _BINDING_FIELDS}
+
+
+#: Rows per executemany statement of `SqlStore.apply_binding_changes`.
+BINDING_CHUNK: Final = 1000
+
+
+def _chunks(rows: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """`rows` in lists of at most `BINDING_CHUNK`, built as they are consumed."""
+    chunk: list[dict[str, Any]] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= BINDING_CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _binding_from_row(row: sa.Row[Any]) -> Binding:
@@ -602,24 +618,35 @@ class SqlStore:
     async def apply_binding_changes(
         self, upserts: Iterable[Binding], deletes: Iterable[BindingKey | tuple[str, str]]
     ) -> None:
-        """A registrar batch in one transaction: at most two executemany statements.
+        """A registrar batch in one transaction: deletes first, then upserts, each as
+        executemany statements of at most `BINDING_CHUNK` rows.
 
-        Deletes run first, then upserts; a background writer that coalesces changes by key
-        (last change wins) never puts one key in both lists.
+        A background writer that coalesces changes by key (last change wins) never puts one
+        key in both lists. `upserts` is read as it is written, a chunk at a time: a writer
+        that passes a generator (the registrar does) never has more than one chunk of records
+        and parameter rows in memory, however long its backlog (a 100,000-row batch built at
+        once held ~100 MB until the call returned).
         """
-        delete_params = [{"k_aor": aor, "k_contact": contact} for aor, contact in deletes]
-        upsert_params = [_binding_values(b) for b in upserts]
-        if not delete_params and not upsert_params:
+        delete_chunks = _chunks(({"k_aor": aor, "k_contact": c} for aor, c in deletes))
+        upsert_chunks = _chunks(_binding_values(b) for b in upserts)
+        first_deletes = next(delete_chunks, None)
+        first_upserts = next(upsert_chunks, None) if first_deletes is None else None
+        if first_deletes is None and first_upserts is None:
             return
         async with self._write() as conn:
-            if delete_params:
+            if first_deletes is not None:
                 stmt = bindings.delete().where(
                     bindings.c.aor == sa.bindparam("k_aor"),
                     bindings.c.contact_uri == sa.bindparam("k_contact"),
                 )
-                await conn.execute(stmt, delete_params)
-            if upsert_params:
-                await conn.execute(self._upsert_binding_stmt, upsert_params)
+                await conn.execute(stmt, first_deletes)
+                for params in delete_chunks:
+                    await conn.execute(stmt, params)
+                first_upserts = next(upsert_chunks, None)
+            if first_upserts is not None:
+                await conn.execute(self._upsert_binding_stmt, first_upserts)
+                for params in upsert_chunks:
+                    await conn.execute(self._upsert_binding_stmt, params)
 
     # ----------------------------------------------------------------------------- tokens
 

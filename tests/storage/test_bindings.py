@@ -116,6 +116,48 @@ async def test_apply_binding_changes_is_atomic(store: SqlStore) -> None:
     assert await store.load_bindings(NOW) == [keep]
 
 
+async def test_batch_is_written_in_chunks_as_it_is_read(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deletes then upserts, BINDING_CHUNK rows per statement, one transaction; the upserts
+    are read a chunk at a time (a generator is never read ahead of what is being written)."""
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from sipbox.storage import sql
+
+    old = [binding(f"sip:a@192.0.2.{n}") for n in range(3)]
+    await store.apply_binding_changes(old, [])
+    monkeypatch.setattr(sql, "BINDING_CHUNK", 2)
+    produced: list[int] = []
+    seen: list[tuple[int, int]] = []  # (rows in the statement, records produced by then)
+    execute = AsyncConnection.execute
+
+    async def counting(self, statement, parameters=None, *args, **kw):  # type: ignore[no-untyped-def]
+        if isinstance(parameters, list):
+            seen.append((len(parameters), len(produced)))
+        return await execute(self, statement, parameters, *args, **kw)
+
+    monkeypatch.setattr(AsyncConnection, "execute", counting)
+
+    def fresh():  # type: ignore[no-untyped-def]
+        for n in range(10, 15):
+            produced.append(n)
+            yield binding(f"sip:a@192.0.2.{n}")
+
+    await store.apply_binding_changes(fresh(), [b.key for b in old])
+    assert seen == [(2, 0), (1, 0), (2, 2), (2, 4), (1, 5)]
+    assert [b.contact_uri for b in await store.load_bindings(NOW)] == [
+        f"sip:a@192.0.2.{n}" for n in range(10, 15)
+    ]
+    monkeypatch.setattr(AsyncConnection, "execute", execute)
+    broken = binding("sip:a@192.0.2.99", call_id=None)  # NOT NULL violation in a later chunk
+    with pytest.raises(StoreError):
+        await store.apply_binding_changes(
+            [binding("sip:a@192.0.2.20"), binding("sip:a@192.0.2.21"), broken], [old[0].key]
+        )
+    assert len(await store.load_bindings(NOW)) == 5  # all or nothing
+
+
 async def test_many_bindings_in_one_batch(store: SqlStore) -> None:
     batch = [binding(f"sip:a@192.0.2.{n % 250}:{5000 + n}") for n in range(2000)]
     await store.apply_binding_changes(batch, [])
