@@ -144,37 +144,63 @@ class Message:
             value = cache[key] = parse(headers)
         return value  # type: ignore[no-any-return]
 
+    # The accessors read every message call their parser directly instead of through `_typed`:
+    # once compiled (mypyc) a direct call is native, a call through a Callable argument is not.
     @property
     def vias(self) -> list[Via]:
         """Every Via element, top first."""
-        return self._typed("via", _parse_vias)
+        headers = self._headers or self.headers
+        value = headers.typed.get("via", _MISSING)
+        if value is _MISSING:
+            value = headers.typed["via"] = _parse_vias(headers)
+        return value  # type: ignore[no-any-return]
 
     @property
     def top_via(self) -> Via:
-        vias = self._typed("via", _parse_vias)
+        vias = self.vias
         if not vias:
             raise RemoteProtocolError("missing Via")
         return vias[0]
 
     @property
     def from_(self) -> NameAddr:
-        return self._typed("from", _parse_from)
+        headers = self._headers or self.headers
+        value = headers.typed.get("from", _MISSING)
+        if value is _MISSING:
+            value = headers.typed["from"] = _parse_from(headers)
+        return value  # type: ignore[no-any-return]
 
     @property
     def to(self) -> NameAddr:
-        return self._typed("to", _parse_to)
+        headers = self._headers or self.headers
+        value = headers.typed.get("to", _MISSING)
+        if value is _MISSING:
+            value = headers.typed["to"] = _parse_to(headers)
+        return value  # type: ignore[no-any-return]
 
     @property
     def call_id(self) -> str:
-        return self._typed("call-id", _parse_call_id)
+        headers = self._headers or self.headers
+        value = headers.typed.get("call-id", _MISSING)
+        if value is _MISSING:
+            value = headers.typed["call-id"] = _parse_call_id(headers)
+        return value  # type: ignore[no-any-return]
 
     @property
     def cseq(self) -> CSeq:
-        return self._typed("cseq", _parse_cseq_header)
+        headers = self._headers or self.headers
+        value = headers.typed.get("cseq", _MISSING)
+        if value is _MISSING:
+            value = headers.typed["cseq"] = _parse_cseq_header(headers)
+        return value  # type: ignore[no-any-return]
 
     @property
     def contacts(self) -> list[Contact]:
-        return self._typed("contact", _parse_contacts)
+        headers = self._headers or self.headers
+        value = headers.typed.get("contact", _MISSING)
+        if value is _MISSING:
+            value = headers.typed["contact"] = _parse_contacts(headers)
+        return value  # type: ignore[no-any-return]
 
     @property
     def routes(self) -> list[NameAddr]:
@@ -249,7 +275,11 @@ class Request(Message):
 
     @property
     def max_forwards(self) -> int | None:
-        return self._typed("max-forwards", _parse_max_forwards)
+        headers = self._headers or self.headers
+        value = headers.typed.get("max-forwards", _MISSING)
+        if value is _MISSING:
+            value = headers.typed["max-forwards"] = _parse_max_forwards(headers)
+        return value  # type: ignore[no-any-return]
 
     def _start_line(self) -> str:
         return f"{self.method} {self.uri_text} SIP/2.0"
