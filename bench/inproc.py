@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's sipbox
 
 import uvloop
+from receive_probe import options as probe_options
 
 from sipbox.app import Server
 from sipbox.config import load_settings
@@ -61,17 +62,7 @@ class Sink:
 
 
 def options(n: int, port: int) -> bytes:
-    return (
-        f"OPTIONS sip:{HOST}:{port} SIP/2.0\r\n"
-        f"Via: SIP/2.0/UDP {CLIENT[0]}:{CLIENT[1]};branch=z9hG4bK-opt-{n}\r\n"
-        f"From: <sip:sipp@{CLIENT[0]}:{CLIENT[1]}>;tag={n}SIPpTag01\r\n"
-        f"To: <sip:{HOST}:{port}>\r\n"
-        f"Call-ID: {n}-opt@{CLIENT[0]}\r\n"
-        "CSeq: 1 OPTIONS\r\n"
-        f"Contact: <sip:sipp@{CLIENT[0]}:{CLIENT[1]}>\r\n"
-        "Max-Forwards: 70\r\n"
-        "Content-Length: 0\r\n\r\n"
-    ).encode()
+    return probe_options(n, port, HOST, CLIENT)
 
 
 def register(number: str, n: int, cseq: int, port: int, auth: str | None) -> bytes:

@@ -20,15 +20,16 @@ HOST = "127.0.0.9"
 CLIENT = ("127.0.0.1", 5999)
 
 
-def options(n: int, port: int = 5060) -> bytes:
+def options(n: int, port: int = 5060, host: str = HOST, client: tuple[str, int] = CLIENT) -> bytes:
+    """What SIPp's bench/options_uac.xml sends (plus a Contact), unique per `n`."""
     return (
-        f"OPTIONS sip:{HOST}:{port} SIP/2.0\r\n"
-        f"Via: SIP/2.0/UDP {CLIENT[0]}:{CLIENT[1]};branch=z9hG4bK-opt-{n}\r\n"
-        f"From: <sip:sipp@{CLIENT[0]}:{CLIENT[1]}>;tag={n}SIPpTag01\r\n"
-        f"To: <sip:{HOST}:{port}>\r\n"
-        f"Call-ID: {n}-opt@{CLIENT[0]}\r\n"
+        f"OPTIONS sip:{host}:{port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {client[0]}:{client[1]};branch=z9hG4bK-opt-{n}\r\n"
+        f"From: <sip:sipp@{client[0]}:{client[1]}>;tag={n}SIPpTag01\r\n"
+        f"To: <sip:{host}:{port}>\r\n"
+        f"Call-ID: {n}-opt@{client[0]}\r\n"
         "CSeq: 1 OPTIONS\r\n"
-        f"Contact: <sip:sipp@{CLIENT[0]}:{CLIENT[1]}>\r\n"
+        f"Contact: <sip:sipp@{client[0]}:{client[1]}>\r\n"
         "Max-Forwards: 70\r\n"
         "Content-Length: 0\r\n\r\n"
     ).encode()

@@ -8,8 +8,22 @@ with `surrogateescape`, so arbitrary octets survive a round trip) and raise
 from __future__ import annotations
 
 import re
+from typing import Final, TypeVar
 
 from .errors import RemoteProtocolError
+
+V = TypeVar("V")
+#: Entries of each bounded memo of parsed values (URIs, addresses, Vias): the hot values (the
+#: phones' own From/To/Contact, our Request-URI) come back right after a clear.
+MEMO_MAX: Final = 8192
+
+
+def remember(memo: dict[str, V], key: str, value: V, limit: int = MEMO_MAX) -> V:
+    """Store `value` in a bounded memo (cleared when full) and return it."""
+    if len(memo) >= limit:
+        memo.clear()
+    memo[key] = value
+    return value
 
 # token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~" )
 TOKEN_CHARS = r"A-Za-z0-9\-.!%*_+`'~"

@@ -21,6 +21,7 @@ from ._abnf import (
     format_params,
     parse_params,
     quote,
+    remember,
     split_list,
     unquote,
 )
@@ -416,7 +417,6 @@ _QUOTED_NAME_ADDR_RE = re.compile(
 # Parsed name-addr values by their text: the same From/To/Contact come back in every refresh
 # and retransmission. Values are immutable (nobody mutates `params`); bounded, cleared when full.
 _NAME_ADDR_CACHE: dict[str, NameAddr] = {}
-_CACHE_MAX = 8192
 
 
 def parse_name_addr(value: str) -> NameAddr:
@@ -431,10 +431,7 @@ def parse_name_addr(value: str) -> NameAddr:
         tagged = _with_fresh_tag(value)
         if tagged is not None:
             return tagged
-        found = _parse_name_addr(value)
-        if len(_NAME_ADDR_CACHE) >= _CACHE_MAX:
-            _NAME_ADDR_CACHE.clear()
-        _NAME_ADDR_CACHE[value] = found
+        found = remember(_NAME_ADDR_CACHE, value, _parse_name_addr(value))
     return found
 
 
@@ -652,11 +649,7 @@ def parse_via(value: str) -> Via:
     key = value[:start] if end < 0 else value[:start] + value[end:]
     template = _VIA_CACHE.get(key)
     if template is None:
-        via = _parse_via(value)
-        if len(_VIA_CACHE) >= _CACHE_MAX:
-            _VIA_CACHE.clear()
-        _VIA_CACHE[key] = via
-        return via
+        return remember(_VIA_CACHE, key, _parse_via(value))
     params = dict(template.params)
     params["branch"] = branch
     return Via(template.transport, template.host, template.port, params, template.protocol)
@@ -704,10 +697,7 @@ _CSEQ_CACHE: dict[str, CSeq] = {}
 def parse_cseq(value: str) -> CSeq:
     found = _CSEQ_CACHE.get(value)
     if found is None:
-        found = _parse_cseq(value)
-        if len(_CSEQ_CACHE) >= 1024:
-            _CSEQ_CACHE.clear()
-        _CSEQ_CACHE[value] = found
+        found = remember(_CSEQ_CACHE, value, _parse_cseq(value), 1024)
     return found
 
 

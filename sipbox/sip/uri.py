@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field, replace
 from urllib.parse import unquote_to_bytes
 
-from ._abnf import HOST, format_params, parse_params
+from ._abnf import HOST, format_params, parse_params, remember
 from .errors import RemoteProtocolError
 
 # scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
@@ -171,7 +171,6 @@ def _header_set(headers: str | None) -> frozenset[tuple[bytes, bytes]]:
 # few texts come back all the time (our domain as Request-URI, a phone's AOR and contact in
 # every REGISTER refresh), so a hit saves the whole parse. Bounded: cleared when full.
 _CACHE: dict[str, Uri] = {}
-_CACHE_MAX = 8192
 
 
 def parse_uri(text: str) -> Uri:
@@ -183,10 +182,7 @@ def parse_uri(text: str) -> Uri:
     """
     uri = _CACHE.get(text)
     if uri is None:
-        uri = _parse_uri(text)
-        if len(_CACHE) >= _CACHE_MAX:
-            _CACHE.clear()
-        _CACHE[text] = uri
+        uri = remember(_CACHE, text, _parse_uri(text))
     return uri
 
 
