@@ -1,14 +1,16 @@
-"""Compile the pure SIP core (`sipbox/sip`) to C extension modules with mypyc, in place.
+"""Compile the per-message path (the SIP core `sipbox/sip`, the guard and the dispatcher; the
+list is in `sipbox/_native.py`) to C extension modules with mypyc, in place.
 
-Why: the core is the per-message path (parse, validate, transactions, digest) and is already
-checked by `mypy --strict`, so mypyc can compile it unchanged; the compiled modules run the
-same code about twice as fast (see docs/PERFORMANCE.md). The Python sources stay the truth:
+Why: these modules are checked by `mypy --strict`, so mypyc compiles them unchanged; the
+compiled modules run the same code about twice as fast (see docs/PERFORMANCE.md). The Python
+sources stay the truth:
 
-- the extension modules are written next to the sources (`sipbox/sip/*.so`, git-ignored) and
-  Python imports an extension before a `.py` of the same name;
-- `sipbox/sip/__init__.py` is never compiled: it checks at import that the extensions were
-  built from exactly the sources beside them (a hash written here to `_native_build.txt`) and
-  otherwise loads the `.py` files, with one warning; `SIPBOX_PURE_PYTHON=1` forces that;
+- the extension modules are written next to the sources (`*.so`, git-ignored) and Python
+  imports an extension before a `.py` of the same name;
+- `sipbox/_native.py` (never compiled, run by `sipbox/__init__.py`) checks at import that the
+  extensions were built from exactly the sources beside them (a hash written here to
+  `sipbox/_native_build.txt`) and otherwise loads the `.py` files, with one warning;
+  `SIPBOX_PURE_PYTHON=1` forces that;
 - when no C compiler or no mypy is available the build is skipped with a message and the
   server runs the same code as pure Python.
 
@@ -26,22 +28,25 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGE = ROOT / "sipbox" / "sip"
-STAMP = PACKAGE / "_native_build.txt"
-#: Never compiled: the import-time staleness check lives there.
-NOT_COMPILED = {"__init__.py"}
+PACKAGE = ROOT / "sipbox"
+sys.path.insert(0, str(ROOT))
+os.environ["SIPBOX_PURE_PYTHON"] = "1"  # this process only reads the list and the hash
+from sipbox import _native  # noqa: E402 (after the path and the environment are set)
+
+STAMP = Path(_native.STAMP)
 
 
 def sources() -> list[Path]:
-    return sorted(p for p in PACKAGE.glob("*.py") if p.name not in NOT_COMPILED)
+    return [PACKAGE / relative for relative in _native.sources(str(PACKAGE))]
 
 
 def clean() -> None:
-    for built in PACKAGE.glob("*.so"):
-        built.unlink()
-    for built in PACKAGE.glob("*.pyd"):
-        built.unlink()
+    for pattern in ("*.so", "*.pyd"):
+        for folder in {p.parent for p in sources()}:
+            for built in folder.glob(pattern):
+                built.unlink()
     STAMP.unlink(missing_ok=True)
+    (PACKAGE / "sip" / "_native_build.txt").unlink(missing_ok=True)  # before the pbx modules
 
 
 def _skipped() -> int:
@@ -75,13 +80,9 @@ def build() -> int:
         command.build_temp = str(Path(work) / "temp")  # type: ignore[attr-defined]
         command.build_lib = str(Path(work) / "lib")  # type: ignore[attr-defined]
         dist.run_command("build_ext")
-    sys.path.insert(0, str(ROOT))
-    os.environ["SIPBOX_PURE_PYTHON"] = "1"  # no staleness warning: the stamp is written next
-    from sipbox.sip import source_digest  # the check `sipbox/sip/__init__.py` makes at import
-
-    STAMP.write_text(source_digest() + "\n")
-    built = sorted(p.name for p in PACKAGE.glob("*.so"))
-    print(f"build_native: compiled {len(paths)} modules of sipbox/sip ({len(built)} extensions)")
+    STAMP.write_text(_native.source_digest(str(PACKAGE)) + "\n")  # what the import checks
+    built = [p for folder in {p.parent for p in paths} for p in folder.glob("*.so")]
+    print(f"build_native: compiled {len(paths)} modules ({len(built)} extensions)")
     return 0
 
 

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import sipbox.sip
+import sipbox
 from sipbox import __version__
 from sipbox.api import ApiHandle, ensure_admin_token, start_api
 from sipbox.api.web import DEFAULT_ADMIN, ensure_web_admin
@@ -119,8 +119,8 @@ class Server:
         log.info("SIP domain and realm: %s", self.domain)
         log.info("state directory: %s", self.state_dir.resolve())
         log.info(
-            "SIP core: %s",
-            "compiled (mypyc)" if sipbox.sip.NATIVE else "pure Python (`make native` compiles it)",
+            "per-message path (SIP core, guard, dispatcher): %s",
+            "compiled (mypyc)" if sipbox.NATIVE else "pure Python (`make native` compiles it)",
         )
         advertiser: list[Advertiser] = []
 

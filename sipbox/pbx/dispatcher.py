@@ -15,6 +15,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sipbox.sip.message import Request, Response
 from sipbox.sip.replies import make_response
@@ -44,7 +45,7 @@ class RequestContext:
     """A received request with what the PBX knows of where it came from."""
 
     request: Request
-    peer: object  # sipbox.sip.address.Peer
+    peer: Any  # sipbox.sip.address.Peer (Any, not object: mypyc's dataclasses reject `object`)
     transaction: object | None = None
     # Set by the guard's screen (`pbx/security.py`) once it inspected the scanner signature:
     # (the guard, the From display name it checked), so auth does not inspect it again.
