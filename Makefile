@@ -59,8 +59,9 @@ test: $(VENV)/.installed-test interop-tools lint native
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-test
-	@echo "Benchmarks (run one with: $(BIN)/python bench/<script>.py):"
-	@set -- bench/*.py; if [ -e "$$1" ]; then printf '  %s\n' "$$@"; else echo "  (none yet)"; fi
+	@echo "Benchmarks (run one with: $(BIN)/python bench/<script>.py, or bench/<script>.sh;"
+	@echo "each file's docstring or header says what it measures; figures in docs/PERFORMANCE.md):"
+	@set -- bench/*.py bench/*.sh; if [ -e "$$1" ]; then printf '  %s\n' "$$@"; else echo "  (none yet)"; fi
 
 clean:
 	-$(if $(wildcard $(BIN)/python),$(BIN)/python scripts/build_native.py --clean)
