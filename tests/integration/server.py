@@ -20,6 +20,10 @@ from tests.conftest import free_port, loopback_host
 READY_TIMEOUT = 30.0
 
 
+class _PortTaken(RuntimeError):
+    """The server could not bind a port picked for it (someone took it meanwhile)."""
+
+
 @dataclass
 class RunningServer:
     """A sipbox process and where it listens."""
@@ -50,6 +54,28 @@ class RunningServer:
         return (self.state_dir / "admin-token").read_text().strip()
 
     def start(self) -> RunningServer:
+        """Start and wait for "ready". A port taken between `free_port` picking it and the
+        server binding it (any unbound UDP client socket gets a wildcard ephemeral port, which
+        blocks that port on every address) is picked again, up to three times."""
+        for attempt in range(3):
+            try:
+                return self._start_once()
+            except _PortTaken:
+                if attempt == 2:
+                    raise
+                self._repick_ports()
+        raise AssertionError("unreachable")
+
+    def _repick_ports(self) -> None:
+        bracketed = f"[{self.host}]" if ":" in self.host else self.host
+        text = self.config_path.read_text()
+        for name, kind in (("port", "both"), ("tls_port", "tcp"), ("api_port", "tcp")):
+            old, new = getattr(self, name), free_port(self.host, kind)  # type: ignore[arg-type]
+            text = text.replace(f'{bracketed}:{old}"', f'{bracketed}:{new}"')
+            setattr(self, name, new)
+        self.config_path.write_text(text)
+
+    def _start_once(self) -> RunningServer:
         offset = len(self.log_text())
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
         self.process = subprocess.Popen(
@@ -65,7 +91,10 @@ class RunningServer:
             if " ready" in text or '"message": "ready"' in text:  # text or JSON log format
                 return self
             if self.process.poll() is not None:
-                raise RuntimeError(f"sipbox exited at start-up:\n{self.log_text()[offset:]}")
+                text = self.log_text()[offset:]
+                if "Address already in use" in text:
+                    raise _PortTaken(f"sipbox exited at start-up:\n{text}")
+                raise RuntimeError(f"sipbox exited at start-up:\n{text}")
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"sipbox not ready after {READY_TIMEOUT}s:\n{self.log_text()[offset:]}")
