@@ -53,15 +53,16 @@ class RunningServer:
     def admin_token(self) -> str:
         return (self.state_dir / "admin-token").read_text().strip()
 
-    def start(self) -> RunningServer:
+    def start(self, *, repick_taken_ports: bool = True) -> RunningServer:
         """Start and wait for "ready". A port taken between `free_port` picking it and the
         server binding it (any unbound UDP client socket gets a wildcard ephemeral port, which
-        blocks that port on every address) is picked again, up to three times."""
+        blocks that port on every address) is picked again, up to three times, unless
+        `repick_taken_ports` is False (a test of that very failure)."""
         for attempt in range(3):
             try:
                 return self._start_once()
             except _PortTaken:
-                if attempt == 2:
+                if attempt == 2 or not repick_taken_ports:
                     raise
                 self._repick_ports()
         raise AssertionError("unreachable")

@@ -182,7 +182,7 @@ def test_port_in_use_is_one_clear_line_and_exit_1(tmp_path: Path) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
         squatter.bind((server.host, server.port))
         with pytest.raises(RuntimeError, match="exited at start-up"):
-            server.start()
+            server.start(repick_taken_ports=False)
         assert server.process is not None and server.process.wait(timeout=10) == 1
     log = server.log_text()
     assert "cannot start: cannot listen on" in log and "change [sip] listen" in log
