@@ -30,9 +30,11 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchconfig
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's sipbox
 
 import uvloop
+from benchconfig import write_config
 
 from sipbox.app import Server
 from sipbox.config import load_settings
@@ -190,22 +192,7 @@ class Driver:
 async def run(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="sipbox-inproc-calls-"))
     state = work / "var"
-    (work / "sipbox.toml").write_text(
-        f"""
-[server]
-state_dir = "{state}"
-log_level = "warning"
-[sip]
-listen = ["udp:{HOST}:{PORT}"]
-domain = "{HOST}"
-[api]
-listen = "{HOST}:{PORT + 2}"
-[registrar]
-keepalive_interval = 0
-[guard]
-whitelist = ["127.0.0.0/8"]
-"""
-    )
+    write_config(work, HOST, PORT, api_offset=2)
     from sipbox.pbx.users import password_fields
     from sipbox.storage import NewUser, open_store
 

@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's sipbox
 
 import uvloop
+from benchconfig import write_config
 from receive_probe import options as probe_options
 
 from sipbox.app import Server
@@ -102,22 +103,7 @@ async def run(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="sipbox-inproc-"))
     state = work / "var"
     port = args.port
-    (work / "sipbox.toml").write_text(
-        f"""
-[server]
-state_dir = "{state}"
-log_level = "warning"
-[sip]
-listen = ["udp:{HOST}:{port}"]
-domain = "{HOST}"
-[api]
-listen = "{HOST}:{port + 1}"
-[registrar]
-keepalive_interval = 0
-[guard]
-whitelist = ["127.0.0.0/8"]
-"""
-    )
+    write_config(work, HOST, port)
     from provision_users import main as provision
 
     await provision(state, HOST, args.users, work / "users.csv")

@@ -46,7 +46,8 @@ def clean() -> None:
             for built in folder.glob(pattern):
                 built.unlink()
     STAMP.unlink(missing_ok=True)
-    (PACKAGE / "sip" / "_native_build.txt").unlink(missing_ok=True)  # before the pbx modules
+    # Where the stamp lived while only sipbox/sip was compiled (an older build's leftover).
+    (PACKAGE / "sip" / "_native_build.txt").unlink(missing_ok=True)
 
 
 def _skipped() -> int:

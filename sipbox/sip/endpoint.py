@@ -726,10 +726,7 @@ class Endpoint:
                     entry = (ack, tx.destination, tx.connection_id)
                 self._forget_client(tx)
                 if tx.end_at is not None and tx.end_at > now:
-                    store = self._client_store
-                    if len(store) >= self._max_compact and store.evict_oldest() is not None:
-                        self.stats.evicted += 1
-                    store.add(tx.id, entry, tx.end_at)
+                    self._keep_compact(self._client_store, tx.id, entry, tx.end_at)
                 return
         if tx.state is State.TERMINATED:
             self._forget_client(tx)
@@ -804,15 +801,21 @@ class Endpoint:
                     entry = (tx.last_response, tx.destination, tx.connection_id)
                 self._forget_server(tx)
                 if tx.end_at is not None and tx.end_at > now:
-                    store = self._server_store
-                    if len(store) >= self._max_compact and store.evict_oldest() is not None:
-                        self.stats.evicted += 1
-                    store.add(tx.id, entry, tx.end_at)
+                    self._keep_compact(self._server_store, tx.id, entry, tx.end_at)
                 return
         if tx.state is State.TERMINATED:
             self._forget_server(tx)
         else:
             self._heap.schedule(tx, tx.next_deadline)
+
+    def _keep_compact(
+        self, store: Wheel[str, CompactEntry], key: str, entry: CompactEntry, until: float
+    ) -> None:
+        """Keep a completed transaction's entry until `until` (Timer J/K), within the
+        `max_compact` bound: when full, the entry closest to expiry makes room."""
+        if len(store) >= self._max_compact and store.evict_oldest() is not None:
+            self.stats.evicted += 1
+        store.add(key, entry, until)
 
     def _forget_server(self, tx: ServerTransaction) -> None:
         self._heap.schedule(tx, None)
